@@ -1,0 +1,37 @@
+"""swimmesh: SWIM gossip membership with Lifeguard on Trio.
+
+Start a node with ``MeshNode.open(MeshConfig.lan(name=..., bind=...), transport=...)``.
+"""
+
+from .clock import Clock, SkewedClock, TrioClock
+from .codec import DecodeError
+from .config import ConfigError, MeshConfig
+from .events import MemberEvent, MemberEventKind
+from .member import Address, Member, MemberStatus
+from .protocol import MetadataTooLarge
+from .runtime import EventSubscription, JoinError, MeshNode, RequestError
+from .transport import Transport, TransportError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Address",
+    "Clock",
+    "ConfigError",
+    "DecodeError",
+    "EventSubscription",
+    "JoinError",
+    "MemberEvent",
+    "MemberEventKind",
+    "Member",
+    "MemberStatus",
+    "MeshConfig",
+    "MeshNode",
+    "MetadataTooLarge",
+    "RequestError",
+    "SkewedClock",
+    "Transport",
+    "TransportError",
+    "TrioClock",
+    "__version__",
+]

@@ -1,0 +1,60 @@
+"""A set with O(1) add/remove and uniform random sampling, for picking peers."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+
+class SampleSet:
+    """Names in insertion order with swap-remove; sampling draws from the caller's RNG."""
+
+    __slots__ = ("_index", "_items")
+
+    def __init__(self) -> None:
+        self._items: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def add(self, name: str) -> None:
+        if name not in self._index:
+            self._index[name] = len(self._items)
+            self._items.append(name)
+
+    def discard(self, name: str) -> None:
+        i = self._index.pop(name, None)
+        if i is None:
+            return
+        last = self._items.pop()
+        if i < len(self._items):
+            self._items[i] = last
+            self._index[last] = i
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def sample(self, rng: random.Random, k: int, exclude: str | None = None) -> list[str]:
+        """Up to ``k`` distinct random names, never ``exclude``."""
+        n = len(self._items)
+        if n == 0 or k <= 0:
+            return []
+        if n <= k + 1:
+            pool = [x for x in self._items if x != exclude]
+            rng.shuffle(pool)
+            return pool[:k]
+        out: list[str] = []
+        seen: set[int] = set()
+        while len(out) < k:
+            i = rng.randrange(n)
+            if i in seen:
+                continue
+            seen.add(i)
+            name = self._items[i]
+            if name != exclude:
+                out.append(name)
+        return out

@@ -1,0 +1,40 @@
+"""The transport a node runs on: datagrams for probes and gossip, a stream channel for
+push-pull and overlay request/response."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from ..member import Address
+
+StreamHandler = Callable[[Address, bytes], Awaitable[bytes]]
+"""Serves one stream request: ``(source, request bytes) -> reply bytes``."""
+
+
+class TransportError(Exception):
+    """A stream request that could not be delivered or answered."""
+
+
+class Transport(Protocol):
+    @property
+    def local_address(self) -> Address: ...
+
+    async def send(self, address: Address, data: bytes) -> None:
+        """Send one datagram; loss is silent, as with UDP."""
+        ...
+
+    async def receive(self) -> tuple[Address, bytes]:
+        """Wait for the next datagram."""
+        ...
+
+    def serve_streams(self, handler: StreamHandler) -> None:
+        """Answer incoming stream requests with ``handler``."""
+        ...
+
+    async def request(self, address: Address, data: bytes) -> bytes:
+        """Send a request over the stream channel and wait for the reply. The caller bounds
+        the wait with a cancel scope; failures raise :class:`TransportError`."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,209 @@
+"""An in-memory network for tests and simulations: latency, loss, partitions and stalls.
+
+Every endpoint keeps its own delivery heap, so there is no background task: a node's receive
+loop sleeps until its next packet is due. All timing reads Trio's clock, so a whole mesh runs
+under ``trio.testing.MockClock(autojump_threshold=0)`` in virtual time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import Iterable
+
+import attrs
+import trio
+
+from ..config import parse_address
+from ..member import Address
+from .base import StreamHandler, TransportError
+
+
+@attrs.define
+class EndpointStats:
+    packets_sent: int = 0
+    bytes_sent: int = 0
+    packets_received: int = 0
+    bytes_received: int = 0
+    packets_lost: int = 0
+    stream_requests: int = 0
+    stream_bytes: int = 0
+
+
+def _pair(a: Address, b: Address) -> frozenset[Address]:
+    return frozenset((a, b))
+
+
+class MemoryNetwork:
+    """A simulated network connecting :class:`MemoryTransport` endpoints by address."""
+
+    def __init__(self, seed: int = 0, *, latency: float = 0.0, jitter: float = 0.0) -> None:
+        self._rng = random.Random(seed)
+        self._endpoints: dict[Address, MemoryTransport] = {}
+        self._stats: dict[Address, EndpointStats] = {}
+        self._latency = latency
+        self._jitter = jitter
+        self._loss = 0.0
+        self._pair_loss: dict[frozenset[Address], float] = {}
+        self._groups: dict[Address, int] = {}
+        self._seq = 0
+
+    # -- topology and faults ---------------------------------------------------------------
+
+    def endpoint(self, address: Address | str) -> MemoryTransport:
+        """Attach a new endpoint at ``address`` (a closed endpoint's address can be reused)."""
+        addr = parse_address(address, "address")
+        existing = self._endpoints.get(addr)
+        if existing is not None and not existing.closed:
+            raise ValueError(f"address {addr} is already in use on this network")
+        ep = MemoryTransport(self, addr)
+        self._endpoints[addr] = ep
+        self._stats.setdefault(addr, EndpointStats())
+        return ep
+
+    def set_latency(self, mean: float, jitter: float = 0.0) -> None:
+        """One-way delay of every packet: ``mean`` plus uniform noise in ``[-jitter, jitter]``."""
+        if mean < 0 or jitter < 0 or jitter > mean:
+            raise ValueError("latency needs 0 <= jitter <= mean")
+        self._latency, self._jitter = mean, jitter
+
+    def set_loss(self, p: float, between: tuple[Address, Address] | None = None) -> None:
+        """Drop datagrams with probability ``p`` everywhere, or only between two addresses."""
+        if not 0.0 <= p <= 1.0:
+            raise ValueError("loss probability must be within [0, 1]")
+        if between is None:
+            self._loss = p
+        else:
+            self._pair_loss[_pair(*between)] = p
+
+    def partition(self, *groups: Iterable[Address]) -> None:
+        """Cut the network into groups that cannot reach each other (datagrams or streams).
+        Addresses in no group keep reaching everyone."""
+        self._groups = {}
+        for i, group in enumerate(groups):
+            for address in group:
+                self._groups[address] = i
+
+    def heal(self) -> None:
+        """Remove every partition and pair-specific loss."""
+        self._groups = {}
+        self._pair_loss = {}
+
+    def pause(self, address: Address, seconds: float) -> None:
+        """Stall an endpoint: packets to it queue up unprocessed for ``seconds`` (a CPU stall)."""
+        ep = self._endpoints.get(address)
+        if ep is not None:
+            ep.paused_until = max(ep.paused_until, trio.current_time() + seconds)
+            ep.wake()
+
+    def stats(self, address: Address) -> EndpointStats:
+        return self._stats.setdefault(address, EndpointStats())
+
+    def reachable(self, src: Address, dst: Address) -> bool:
+        a, b = self._groups.get(src), self._groups.get(dst)
+        return a is None or b is None or a == b
+
+    # -- delivery --------------------------------------------------------------------------
+
+    def _delay(self) -> float:
+        if self._jitter:
+            return self._latency + self._rng.uniform(-self._jitter, self._jitter)
+        return self._latency
+
+    def _deliver(self, src: Address, dst: Address, data: bytes) -> None:
+        sent = self._stats[src]
+        sent.packets_sent += 1
+        sent.bytes_sent += len(data)
+        loss = self._pair_loss.get(_pair(src, dst), self._loss) if self._pair_loss else self._loss
+        if not self.reachable(src, dst) or (loss and self._rng.random() < loss):
+            sent.packets_lost += 1
+            return
+        ep = self._endpoints.get(dst)
+        if ep is None or ep.closed:
+            sent.packets_lost += 1
+            return
+        self._seq += 1
+        ep.enqueue(trio.current_time() + self._delay(), self._seq, src, data)
+
+    async def _request(self, src: Address, dst: Address, data: bytes) -> bytes:
+        self._stats[src].stream_requests += 1
+        self._stats[src].stream_bytes += len(data)
+        if not self.reachable(src, dst):
+            await trio.sleep_forever()  # a partitioned connect hangs until the caller gives up
+        await trio.sleep(self._delay())
+        ep = self._endpoints.get(dst)
+        if ep is None or ep.closed or ep.stream_handler is None:
+            raise TransportError(f"connection refused by {dst}")
+        while ep.paused_until > trio.current_time():
+            await trio.sleep_until(ep.paused_until)
+        reply = await ep.stream_handler(src, data)
+        await trio.sleep(self._delay())
+        if ep.closed or not self.reachable(src, dst):
+            raise TransportError(f"connection to {dst} lost")
+        self._stats[dst].stream_bytes += len(reply)
+        return reply
+
+
+class MemoryTransport:
+    """One node's endpoint on a :class:`MemoryNetwork`."""
+
+    def __init__(self, network: MemoryNetwork, address: Address) -> None:
+        self._network = network
+        self._address = address
+        self._heap: list[tuple[float, int, Address, bytes]] = []
+        self._wakeup: trio.Event | None = None
+        self.paused_until = -math.inf
+        self.closed = False
+        self.stream_handler: StreamHandler | None = None
+
+    @property
+    def local_address(self) -> Address:
+        return self._address
+
+    def enqueue(self, at: float, seq: int, src: Address, data: bytes) -> None:
+        heapq.heappush(self._heap, (at, seq, src, data))
+        if self._wakeup is not None and at <= self._heap[0][0]:
+            self._wakeup.set()
+
+    def wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    async def send(self, address: Address, data: bytes) -> None:
+        if self.closed:
+            raise trio.ClosedResourceError("endpoint is closed")
+        self._network._deliver(self._address, address, data)
+
+    async def receive(self) -> tuple[Address, bytes]:
+        while True:
+            if self.closed:
+                raise trio.ClosedResourceError("endpoint is closed")
+            now = trio.current_time()
+            heap = self._heap
+            if heap and heap[0][0] <= now and self.paused_until <= now:
+                _, _, src, data = heapq.heappop(heap)
+                stats = self._network._stats[self._address]
+                stats.packets_received += 1
+                stats.bytes_received += len(data)
+                return src, data
+            wake_at = heap[0][0] if heap else math.inf
+            wake_at = max(wake_at, self.paused_until)
+            self._wakeup = trio.Event()
+            with trio.move_on_at(wake_at):
+                await self._wakeup.wait()
+            self._wakeup = None
+
+    def serve_streams(self, handler: StreamHandler) -> None:
+        self.stream_handler = handler
+
+    async def request(self, address: Address, data: bytes) -> bytes:
+        if self.closed:
+            raise TransportError("endpoint is closed")
+        return await self._network._request(self._address, address, data)
+
+    async def aclose(self) -> None:
+        self.closed = True
+        self._heap.clear()
+        self.stream_handler = None
+        self.wake()
