@@ -155,8 +155,8 @@ def _message_fields(msg: PacketMessage | StreamMessage) -> list[Any]:
             return [int(MessageType.NACK), seq]
         case ClaimMessage(claim):
             return _claim_fields(claim)
-        case UserMessage(kind, payload):
-            return [int(MessageType.USER), kind, payload]
+        case UserMessage(kind, payload, key):
+            return [int(MessageType.USER), kind, payload, key]
         case PushPull(join, states):
             return [int(MessageType.PUSH_PULL), join, [_state_fields(s) for s in states]]
         case UserRequest(kind, payload):
@@ -271,7 +271,7 @@ def _decode_claim(code: int, f: list[Any]) -> Claim:
             incarnation=_int(f[2], "incarnation"),
             status=MemberStatus.SUSPECT if code == MessageType.SUSPECT else MemberStatus.DEAD,
             address=_address(f[3], f[4]),
-            source=_str(f[5], "source"),
+            source=_str(f[5], "source", allow_empty=True),
         )
     _arity(f, 5, "left")
     return Claim(
@@ -307,8 +307,12 @@ def _decode_packet_message(item: Any) -> PacketMessage:
     if code in _CLAIM_CODES:
         return ClaimMessage(_decode_claim(code, f))
     if code == MessageType.USER:
-        _arity(f, 3, "user")
-        return UserMessage(_str(f[1], "kind", MAX_KIND_CHARS), _bytes(f[2], "payload", MAX_DATAGRAM_BYTES))
+        _arity(f, 4, "user")
+        return UserMessage(
+            _str(f[1], "kind", MAX_KIND_CHARS),
+            _bytes(f[2], "payload", MAX_DATAGRAM_BYTES),
+            _str(f[3], "key", MAX_NAME_CHARS, allow_empty=True),
+        )
     raise _bad(f"unknown datagram message type {code}")
 
 

@@ -42,6 +42,9 @@ def _freeze(metadata: Mapping[str, str]) -> Mapping[str, str]:
     return MappingProxyType(dict(metadata))
 
 
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
 @attrs.frozen
 class Claim:
     """One statement about a member, as carried by gossip or by a push-pull state entry.
@@ -114,13 +117,14 @@ class MemberState:
 
     @classmethod
     def from_claim(cls, claim: Claim, now: float) -> MemberState:
+        alive = claim.status is MemberStatus.ALIVE
         return cls(
             name=claim.name,
             incarnation=claim.incarnation,
             status=claim.status,
             address=claim.address,
-            meta_version=claim.meta_version,
-            metadata=claim.metadata,
+            meta_version=claim.meta_version if alive else 0,
+            metadata=claim.metadata if alive else _EMPTY,
             identity=claim.identity_key(),
             last_change=now,
         )
@@ -135,14 +139,14 @@ class MemberState:
             self.status = claim.status
         key = claim.identity_key()
         if key > self.identity:
-            identity_changed = (
-                claim.address != self.address
-                or claim.meta_version != self.meta_version
-                or dict(claim.metadata) != dict(self.metadata)
-            )
             self.identity = key
+            identity_changed = claim.address != self.address
             self.address = claim.address
             if claim.status is MemberStatus.ALIVE:
+                identity_changed = identity_changed or (
+                    claim.meta_version != self.meta_version
+                    or dict(claim.metadata) != dict(self.metadata)
+                )
                 self.meta_version = claim.meta_version
                 self.metadata = claim.metadata
         if status_changed or identity_changed:

@@ -70,10 +70,15 @@ class ClaimMessage:
 
 @attrs.frozen
 class UserMessage:
-    """An overlay's datagram payload, delivered to the handler registered for ``kind``."""
+    """An overlay's datagram payload, delivered to the handler registered for ``kind``.
+
+    A non-empty ``key`` marks a broadcast: receivers re-gossip it once per distinct
+    ``(kind, key, payload)``; an empty key is a direct, one-hop message.
+    """
 
     kind: str
     payload: bytes
+    key: str = ""
 
 
 PacketMessage = Ping | PingReq | Ack | Nack | ClaimMessage | UserMessage

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
 
@@ -202,7 +202,9 @@ class MeshNode:
                 reply = await self._exchange(seed, self._instance.push_pull_message(join=True),
                                              min(self.config.tcp_timeout, deadline - trio.current_time()))
                 if isinstance(reply, PushPull):
-                    self._instance.merge_remote_state(reply, self._clock.now())
+                    self._instance.merge_remote_state(
+                        reply, self._clock.now(), seed, initiator=True
+                    )
                     await self._flush()
                     contacted += 1
                     return
@@ -216,6 +218,9 @@ class MeshNode:
         async with trio.open_nursery() as nursery:
             for seed in addresses:
                 nursery.start_soon(contact, seed)
+        if contacted:
+            self._instance.joined(self._clock.now())
+            await self._flush()
         if contacted == 0:
             tried = ", ".join(f"{format_address(a)} ({errors.get(a, 'no answer')})" for a in addresses)
             raise JoinError(f"{self.name}: no seed answered within the join timeout: {tried}")
@@ -249,8 +254,10 @@ class MeshNode:
         """Answer stream requests of ``kind`` with ``await handler(source, payload)``."""
         self._request_handlers[kind] = handler
 
-    async def broadcast(self, kind: str, payload: bytes, key: Hashable = None) -> None:
-        """Piggyback ``payload`` on gossip to every node; same ``key`` supersedes."""
+    async def broadcast(self, kind: str, payload: bytes, key: str | None = None) -> None:
+        """Gossip ``payload`` to every node (each handler sees each distinct payload once per
+        key); a newer payload under the same ``key`` supersedes the older one in the queues.
+        Delivery is epidemic and best effort: make handlers idempotent."""
         self._instance.broadcast_user(kind, payload, key, self._clock.now())
         await self._flush()
 

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import random
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import trio
 
+from .config import MeshConfig
+from .events import MemberEvent, MemberEventKind
+from .member import MemberStatus
+from .runtime import MeshNode
 from .transport.memory import EndpointStats, MemoryNetwork, MemoryTransport
 
-__all__ = ["EndpointStats", "MemoryNetwork", "MemoryTransport", "wait_for"]
+__all__ = [
+    "Cluster",
+    "EndpointStats",
+    "EventLog",
+    "MemoryNetwork",
+    "MemoryTransport",
+    "seed_scheduler",
+    "wait_for",
+]
 
 
 async def wait_for(
@@ -22,3 +37,124 @@ async def wait_for(
             await trio.sleep(poll)
         return trio.current_time() - start
     raise TimeoutError(f"{what} did not hold within {timeout}s")
+
+
+class Cluster:
+    """Many nodes on one :class:`MemoryNetwork`, each in its own cancel scope so a test can
+    crash (cancel without leaving), stop gracefully, or restart any of them."""
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        network: MemoryNetwork,
+        make_config: Callable[[str], MeshConfig],
+    ) -> None:
+        self.network = network
+        self.nodes: dict[str, MeshNode] = {}
+        self._nursery = nursery
+        self._make_config = make_config
+        self._scopes: dict[str, trio.CancelScope] = {}
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        preset: str = "lan",
+        *,
+        network: MemoryNetwork | None = None,
+        seed: int = 0,
+        **overrides: Any,
+    ) -> AsyncIterator[Cluster]:
+        """A cluster whose nodes use ``preset`` with ``overrides``; node ``name`` listens at
+        ``(name, 7946)`` and draws its randomness from ``hash((seed, name))``."""
+        net = network if network is not None else MemoryNetwork(seed=seed)
+
+        def make(name: str) -> MeshConfig:
+            node_seed = random.Random(f"{seed}/{name}").getrandbits(63)
+            return MeshConfig.from_preset(
+                preset, name=name, bind=(name, 7946), seed=node_seed, **overrides
+            )
+
+        async with trio.open_nursery() as nursery:
+            cluster = cls(nursery, net, make)
+            try:
+                yield cluster
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def start(self, name: str, config: MeshConfig | None = None) -> MeshNode:
+        """Start (or restart) node ``name``."""
+        cfg = config if config is not None else self._make_config(name)
+        node: MeshNode = await self._nursery.start(self._run, cfg)
+        self.nodes[name] = node
+        return node
+
+    async def _run(self, cfg: MeshConfig, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.CancelScope() as scope:
+            self._scopes[cfg.name] = scope
+            async with MeshNode.open(cfg, self.network.endpoint(cfg.bind)) as node:
+                task_status.started(node)
+                await trio.sleep_forever()
+
+    async def start_many(self, names: Iterable[str], join: str | None = None) -> None:
+        """Start nodes and join each to ``join`` (the first one's address by default)."""
+        names = list(names)
+        for name in names:
+            await self.start(name)
+        seed = join if join is not None else names[0]
+        for name in names:
+            if name != seed:
+                await self.nodes[name].join([self.nodes[seed].config.advertise_address])
+
+    def crash(self, name: str) -> None:
+        """Stop ``name`` without a word to its peers, as ``kill -9`` would."""
+        self._scopes.pop(name).cancel()
+        del self.nodes[name]
+
+    async def stop(self, name: str) -> None:
+        """Leave gracefully, then stop."""
+        await self.nodes[name].leave()
+        self.crash(name)
+
+    def live(self) -> list[MeshNode]:
+        return list(self.nodes.values())
+
+    def views_agree(self, status: MemberStatus, about: Iterable[str] | None = None,
+                    observers: Iterable[str] | None = None) -> bool:
+        """True when every observer sees every member in ``about`` with ``status``."""
+        about_names = list(about) if about is not None else list(self.nodes)
+        watchers = [self.nodes[n] for n in observers] if observers is not None else self.live()
+        for node in watchers:
+            for name in about_names:
+                m = node.member(name)
+                if m is None or m.status is not status:
+                    return False
+        return True
+
+
+def seed_scheduler(seed: int) -> bool:
+    """Seed Trio's private scheduling RNG so a simulation replays the same interleaving.
+    Returns False (and changes nothing) if this Trio version keeps it elsewhere."""
+    from trio._core import _run
+
+    rng = getattr(_run, "_r", None)
+    if not isinstance(rng, random.Random):
+        return False
+    rng.seed(seed)
+    return True
+
+
+class EventLog:
+    """Collects every membership event from every node of a cluster, with virtual times."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[float, str, MemberEvent]] = []
+
+    async def follow(self, node: MeshNode, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async with node.events() as events:
+            task_status.started()
+            async for event in events:
+                self.records.append((trio.current_time(), node.name, event))
+
+    def of(self, kind: MemberEventKind, about: str | None = None) -> list[tuple[float, str, MemberEvent]]:
+        return [r for r in self.records if r[2].kind is kind and (about is None or r[2].member.name == about)]

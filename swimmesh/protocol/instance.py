@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 
 import attrs
@@ -48,6 +48,7 @@ _ALIVE, _SUSPECT, _DEAD, _LEFT = (
     MemberStatus.LEFT,
 )
 _NACK_FRACTION = 0.8
+_SEEN_USER_LIMIT = 4096
 
 TimerCallback = Callable[[float], None]
 
@@ -91,6 +92,7 @@ class Stats:
     push_pulls: int = 0
     push_pull_failures: int = 0
     reconnect_attempts: int = 0
+    repairs: int = 0
     packets_sent: int = 0
     packets_received: int = 0
     bytes_sent: int = 0
@@ -143,12 +145,15 @@ class SwimInstance:
         self._broadcasts = BroadcastQueue()
         self._timers = TimerQueue()
         self._handlers: dict[int, _Probe | _Relay] = {}
-        self._streams: dict[int, str] = {}
+        self._streams: dict[int, tuple[str, Address]] = {}
         self._failed: dict[str, tuple[Address, float]] = {}
         self._outbox: list[Output] = []
         self._seq = 0
         self._gossip_timer: Timer | None = None
         self._active_push_pulls = 0
+        self._next_repair = -math.inf
+        self._seen_user: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._user_seq = 0
 
         self._table[self.name] = MemberState.from_claim(self._self_claim(), now)
         self._timers.schedule(now + self.rng.uniform(0, config.probe_interval), self._probe_tick)
@@ -230,7 +235,7 @@ class SwimInstance:
                 case ClaimMessage(claim):
                     self._on_claim(claim, now)
                 case Ping():
-                    self._on_ping(source, msg)
+                    self._on_ping(source, msg, now)
                 case Ack(seq):
                     self._on_ack(source, seq, now)
                 case Nack(seq):
@@ -239,7 +244,9 @@ class SwimInstance:
                         handler.nacks += 1
                 case PingReq():
                     self._on_ping_req(source, msg, now)
-                case UserMessage(kind, payload):
+                case UserMessage(kind, payload, key):
+                    if key and not self._first_sighting(kind, key, payload, now):
+                        continue
                     self._outbox.append(DeliverUser(kind, payload, source))
 
     def handle_stream_request(
@@ -247,19 +254,20 @@ class SwimInstance:
     ) -> StreamMessage | None:
         """Answer a stream request the core owns (push-pull); None for anything else."""
         if isinstance(msg, PushPull):
-            self.merge_remote_state(msg, now)
+            self.merge_remote_state(msg, now, source)
             return self.push_pull_message(join=False)
         return None
 
     def stream_reply(self, request_id: int, reply: StreamMessage | None, now: float) -> None:
         """Report the outcome of a :class:`StartStream` (``None`` for failure or timeout)."""
-        purpose = self._streams.pop(request_id, None)
-        if purpose is None:
+        entry = self._streams.pop(request_id, None)
+        if entry is None:
             return
+        purpose, address = entry
         if purpose == "push-pull":
             self._active_push_pulls -= 1
         if isinstance(reply, PushPull):
-            self.merge_remote_state(reply, now)
+            self.merge_remote_state(reply, now, address, initiator=True)
         else:
             self.stats.push_pull_failures += 1
 
@@ -269,14 +277,18 @@ class SwimInstance:
         self.stats.push_pulls += 1
         return PushPull(join=join, states=tuple(s.to_claim() for s in self._table.values()))
 
-    def merge_remote_state(self, msg: PushPull, now: float) -> None:
-        """Merge a peer's full state. A remote DEAD becomes a local SUSPECT (the member gets a
-        chance to refute); members learned for the first time are re-gossiped unless this node
-        knew nobody before (a fresh joiner would only echo what everyone already knows)."""
-        fresh = len(self._table) <= 1
+    def merge_remote_state(
+        self, msg: PushPull, now: float, peer: Address, *, initiator: bool = False
+    ) -> None:
+        """Merge the full state of the peer at ``peer``. A remote DEAD becomes a local SUSPECT
+        (the member gets a chance to refute). What is new here is re-gossiped, except when this
+        node asked for the exchange knowing nobody yet: a fresh joiner would only echo back
+        what the mesh already knows."""
+        fresh = initiator and len(self._table) <= 1
+        source = "push-pull@" + ":".join(map(str, peer))
         for claim in msg.states:
-            if claim.status is _DEAD and claim.name != self.name:
-                claim = attrs.evolve(claim, status=_SUSPECT, source=f"push-pull:{claim.name}")
+            if claim.status in (_SUSPECT, _DEAD) and claim.name != self.name:
+                claim = attrs.evolve(claim, status=_SUSPECT, source=source)
             known = claim.name in self._table
             self._on_claim(claim, now, rebroadcast=known or not fresh)
 
@@ -285,6 +297,23 @@ class SwimInstance:
         for seed in seeds:
             if seed not in self.seeds:
                 self.seeds.append(seed)
+
+    def joined(self, now: float) -> None:
+        """After a join, settle with a few extra push-pulls (1, 2, 4, ... probe intervals
+        later, below the push-pull interval) so a claim missed in the join storm is repaired
+        in seconds rather than at the next full anti-entropy round."""
+        delay = self.config.probe_interval
+        while delay < self.config.push_pull_interval:
+            self._timers.schedule(now + delay, self._settle_tick)
+            delay *= 2
+
+    def _settle_tick(self, now: float) -> None:
+        if self.leaving:
+            return
+        partner = self._alive.sample(self.rng, 1)
+        if partner:
+            address = self._table[partner[0]].address
+            self._start_stream(address, self.push_pull_message(join=False), "settle")
 
     # -- local changes ---------------------------------------------------------------------
 
@@ -310,10 +339,30 @@ class SwimInstance:
         self._arm_gossip(now)
         return ("m", self.name)
 
-    def broadcast_user(self, kind: str, payload: bytes, key: Hashable, now: float) -> None:
-        """Piggyback an overlay message on gossip; a newer one with the same key replaces it."""
-        self._broadcasts.queue(("u", kind, key), codec.encode_message(UserMessage(kind, payload)))
+    def broadcast_user(self, kind: str, payload: bytes, key: str | None, now: float) -> None:
+        """Gossip an overlay message to every node; a newer payload under the same key
+        replaces the queued one. Receivers deliver each distinct payload once and re-gossip it."""
+        if key is None:
+            self._user_seq += 1
+            key = f"{self.name}/{self._user_seq}"
+        self._seen_user[(kind, key)] = payload
+        self._broadcasts.queue(("u", kind, key), codec.encode_message(UserMessage(kind, payload, key)))
         self._arm_gossip(now)
+
+    def _first_sighting(self, kind: str, key: str, payload: bytes, now: float) -> bool:
+        """Remember a broadcast; True (and re-gossip it) the first time this payload is seen."""
+        seen = self._seen_user
+        if seen.get((kind, key)) == payload:
+            return False
+        seen[(kind, key)] = payload
+        seen.move_to_end((kind, key))
+        if len(seen) > _SEEN_USER_LIMIT:
+            seen.popitem(last=False)
+        self._broadcasts.queue(
+            ("u", kind, key), codec.encode_message(UserMessage(kind, payload, key))
+        )
+        self._arm_gossip(now)
+        return True
 
     def send_user(self, address: Address, kind: str, payload: bytes) -> None:
         self._send(address, [codec.encode_message(UserMessage(kind, payload))])
@@ -367,10 +416,14 @@ class SwimInstance:
         """Fold a claim about a peer into the table; True if it told us something new."""
         state = self._table.get(claim.name)
         if state is None:
+            if claim.status is not _ALIVE:
+                # As memberlist: only an alive claim introduces a member. Otherwise a reaped
+                # tombstone would be re-created by any peer that has not reaped it yet, and
+                # tombstones would circulate forever.
+                return False
             state = MemberState.from_claim(claim, now)
             self._table[claim.name] = state
-            if claim.status in (_ALIVE, _SUSPECT):
-                self._emit(MemberEventKind.JOIN, state)
+            self._emit(MemberEventKind.JOIN, state)
             self._status_changed(state, None, claim, now)
             return True
         old_status, old_incarnation = state.status, state.incarnation
@@ -427,18 +480,23 @@ class SwimInstance:
                 self._failed.pop(name, None)
                 if old is not None:
                     self._emit(MemberEventKind.LEAVE, state)
-            self._timers.schedule(now + self.config.gossip_to_the_dead, self._reaper(name))
+            self._timers.schedule(
+                now + self.config.gossip_to_the_dead, self._reaper(name, state.last_change)
+            )
 
     def _emit(self, kind: MemberEventKind, state: MemberState) -> None:
         self._outbox.append(EmitEvent(MemberEvent(kind, state.view())))
 
-    def _reaper(self, name: str) -> TimerCallback:
+    def _reaper(self, name: str, since: float) -> TimerCallback:
+        """Reap ``name`` if it is still the tombstone it was at ``since`` (any later change
+        scheduled a reaper of its own)."""
+
         def reap(now: float) -> None:
             state = self._table.get(name)
             if (
                 state is not None
                 and state.status in (_DEAD, _LEFT)
-                and now - state.last_change >= self.config.gossip_to_the_dead
+                and state.last_change == since
             ):
                 del self._table[name]
                 self._gossip.discard(name)
@@ -575,11 +633,22 @@ class SwimInstance:
 
         return on_end
 
-    def _on_ping(self, source: Address, ping: Ping) -> None:
+    def _on_ping(self, source: Address, ping: Ping, now: float) -> None:
         if ping.target != self.name:
             self.stats.dropped["misdirected"] += 1
             return
         self._send(source, [codec.encode_message(Ack(ping.seq))])
+        if ping.source not in self._table:
+            self._repair_from(source, now)
+
+    def _repair_from(self, address: Address, now: float) -> None:
+        """A peer we do not know is probing us: we missed its alive claim (and likely others),
+        so pull its whole table. At most one such repair per probe interval."""
+        if now < self._next_repair or self.leaving:
+            return
+        self._next_repair = now + self.config.probe_interval
+        self.stats.repairs += 1
+        self._start_stream(address, self.push_pull_message(join=False), "repair")
 
     def _on_ack(self, source: Address, seq: int, now: float) -> None:
         handler = self._handlers.pop(seq, None)
@@ -658,7 +727,7 @@ class SwimInstance:
 
     def _start_stream(self, address: Address, message: StreamMessage, purpose: str) -> None:
         request_id = self._next_seq()
-        self._streams[request_id] = purpose
+        self._streams[request_id] = (purpose, address)
         self._outbox.append(StartStream(request_id, address, message, self.config.tcp_timeout))
 
     def _push_pull_tick(self, now: float) -> None:

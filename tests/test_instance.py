@@ -1,0 +1,281 @@
+"""The sans-IO core driven by plain function calls: no Trio, no sockets, exact times."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from swimmesh import codec
+from swimmesh.config import MeshConfig
+from swimmesh.events import MemberEventKind
+from swimmesh.member import Claim, MemberStatus
+from swimmesh.messages import Ack, ClaimMessage, Nack, Ping, PingReq, PushPull
+from swimmesh.protocol import (
+    EmitEvent,
+    MetadataTooLarge,
+    Output,
+    SendPacket,
+    StartStream,
+    SwimInstance,
+    push_pull_scale,
+    suspicion_bounds,
+)
+
+ALIVE, SUSPECT, DEAD, LEFT = MemberStatus
+
+
+def make(name: str = "a", peers: tuple[str, ...] = (), **overrides: object) -> SwimInstance:
+    inst = SwimInstance(MeshConfig.lan(name=name, bind=(name, 1), seed=7, **overrides), now=0.0)
+    for peer in peers:
+        inst.receive_messages((peer, 1), [ClaimMessage(Claim(peer, 0, ALIVE, (peer, 1)))], 0.0)
+    inst.drain()
+    return inst
+
+
+def run_until(inst: SwimInstance, t: float) -> list[Output]:
+    out: list[Output] = []
+    while inst.next_deadline() <= t:
+        inst.tick(inst.next_deadline())
+        out.extend(inst.drain())
+    return out
+
+
+def packets(outputs: list[Output]) -> list[tuple[tuple[str, int], list[object]]]:
+    return [(o.address, codec.decode_packet(o.data)) for o in outputs if isinstance(o, SendPacket)]
+
+
+def events(outputs: list[Output]) -> list[tuple[MemberEventKind, str]]:
+    return [(o.event.kind, o.event.member.name) for o in outputs if isinstance(o, EmitEvent)]
+
+
+def test_ping_is_acked_to_its_source() -> None:
+    inst = make()
+    inst.receive_messages(("x", 9), [Ping(42, "a", "x")], 1.0)
+    [(addr, msgs)] = packets(inst.drain())
+    assert addr == ("x", 9) and msgs[0] == Ack(42)
+
+
+def test_misdirected_ping_is_dropped_and_counted() -> None:
+    inst = make()
+    inst.receive_messages(("x", 9), [Ping(1, "someone-else", "x")], 1.0)
+    assert packets(inst.drain()) == []
+    assert inst.stats.dropped["misdirected"] == 1
+
+
+def test_garbage_is_counted_and_changes_nothing() -> None:
+    inst = make(peers=("b",))
+    before = inst.members()
+    inst.receive_datagram(("x", 1), b"\xff\x00garbage", 1.0)
+    assert inst.drain() == []
+    assert inst.members() == before
+    assert inst.stats.dropped["malformed"] == 1
+
+
+def _first_probe(inst: SwimInstance) -> tuple[float, tuple[str, int], Ping]:
+    while True:
+        t = inst.next_deadline()
+        inst.tick(t)
+        for addr, msgs in packets(inst.drain()):
+            for m in msgs:
+                if isinstance(m, Ping):
+                    return t, addr, m
+
+
+def test_failed_probe_goes_indirect_then_suspects_then_dead_at_max_timeout() -> None:
+    inst = make(peers=("b", "c", "d"))
+    t0, addr, ping = _first_probe(inst)
+    target = ping.target
+    cfg = inst.config
+    # No ack: at the probe timeout, ping-req through the other alive peers.
+    out = run_until(inst, t0 + cfg.probe_timeout)
+    reqs = [(a, m) for a, ms in packets(out) for m in ms if isinstance(m, PingReq)]
+    assert len(reqs) == min(cfg.indirect_checks, 2)
+    assert {a for a, _ in reqs}.isdisjoint({addr}) and all(m.target == target for _, m in reqs)
+    # No ack and no nack by the end of the probe interval: suspect, and health worsens by the
+    # number of missed nacks.
+    out = run_until(inst, t0 + cfg.probe_interval)
+    assert (MemberEventKind.SUSPECT, target) in events(out)
+    assert inst.health_score == len(reqs)
+    # Nobody confirms: the suspicion lasts its maximum (k = 2 expected confirmations at n=4).
+    minimum, maximum = suspicion_bounds(cfg.suspicion_mult, cfg.suspicion_max_timeout_mult, 4, cfg.probe_interval)
+    suspected_at = t0 + cfg.probe_interval
+    out = run_until(inst, suspected_at + maximum - 1e-6)
+    assert inst.member(target).status is SUSPECT  # type: ignore[union-attr]
+    out = run_until(inst, suspected_at + maximum)
+    assert (MemberEventKind.DEAD, target) in events(out)
+
+
+def test_independent_confirmations_shrink_the_timeout_to_the_minimum() -> None:
+    inst = make(peers=("b", "c", "d", "e"))
+    inst.receive_messages(("c", 1), [ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="c"))], 10.0)
+    inst.receive_messages(("d", 1), [ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="d"))], 10.5)
+    inst.receive_messages(("e", 1), [ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="e"))], 11.0)
+    inst.drain()
+    minimum, _ = inst.suspicion_bounds()
+    out = run_until(inst, 10.0 + minimum - 1e-6)
+    assert (MemberEventKind.DEAD, "b") not in events(out)
+    out = run_until(inst, 10.0 + minimum)
+    assert (MemberEventKind.DEAD, "b") in events(out)
+
+
+def test_suspicion_formula_matches_memberlist() -> None:
+    lo, hi = suspicion_bounds(4, 6, 50, 1.0)
+    assert lo == pytest.approx(4 * math.log10(50)) and hi == pytest.approx(6 * lo)
+    assert suspicion_bounds(4, 6, 5, 1.0) == (4.0, 24.0)  # log10(n) floored at 1
+
+
+def test_refutation_raises_incarnation_and_gossips_alive() -> None:
+    inst = make(peers=("b",))
+    inst.receive_messages(("b", 1), [ClaimMessage(Claim("a", 0, SUSPECT, ("a", 1), source="b"))], 1.0)
+    assert inst.incarnation == 1 and inst.stats.refutations == 1
+    assert inst.health_score == 1  # Lifeguard: refuting about self lowers our own health
+    # The refutation rides on the next packet.
+    inst.receive_messages(("b", 1), [Ping(5, "a", "b")], 1.1)
+    [(_, msgs)] = packets(inst.drain())
+    assert ClaimMessage(Claim("a", 1, ALIVE, ("a", 1))) in msgs
+    # A stale claim (older incarnation) is ignored.
+    inst.receive_messages(("b", 1), [ClaimMessage(Claim("a", 0, DEAD, ("a", 1), source="b"))], 1.2)
+    assert inst.incarnation == 1
+
+
+def test_direct_ack_records_rtt_and_improves_health() -> None:
+    inst = make(peers=("b",))
+    inst._awareness.apply(3)
+    t0, addr, ping = _first_probe(inst)
+    inst.receive_messages(addr, [Ack(ping.seq)], t0 + 0.004)
+    m = inst.member("b")
+    assert m is not None and m.last_rtt_ms == pytest.approx(4.0) and m.rtt_ms == pytest.approx(4.0)
+    assert inst.health_score == 2
+
+
+def test_nacks_spare_our_health_score() -> None:
+    inst = make(peers=("b", "c", "d", "e"))
+    t0, _, ping = _first_probe(inst)
+    reqs = [m for _, ms in packets(run_until(inst, t0 + inst.config.probe_timeout)) for m in ms if isinstance(m, PingReq)]
+    for _ in reqs:
+        inst.receive_messages(("c", 1), [Nack(ping.seq)], t0 + 0.6)
+    run_until(inst, t0 + inst.config.probe_interval)
+    assert inst.health_score == 0  # the relays answered: the target, not we, is the problem
+
+
+def test_relay_forwards_ack_or_sends_nack_at_80_percent() -> None:
+    inst = make(peers=("b",))
+    inst.receive_messages(("r", 1), [PingReq(77, "b", ("b", 1), "r", True)], 1.0)
+    [(addr, msgs)] = packets(inst.drain())
+    assert addr == ("b", 1)
+    relay_ping = next(m for m in msgs if isinstance(m, Ping))
+    out = run_until(inst, 1.0 + 0.8 * inst.config.probe_timeout)
+    assert any(a == ("r", 1) and Nack(77) in ms for a, ms in packets(out))
+    inst.receive_messages(("b", 1), [Ack(relay_ping.seq)], 1.45)
+    assert any(a == ("r", 1) and Ack(77) in ms for a, ms in packets(inst.drain()))
+
+
+def test_buddy_ping_carries_the_suspicion() -> None:
+    inst = make(peers=("b",))
+    inst.receive_messages(("c", 1), [ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="c"))], 0.0)
+    inst.drain()
+    inst.tick(inst.next_deadline())
+    while True:
+        sent = packets(inst.drain())
+        pings = [(a, ms) for a, ms in sent if any(isinstance(m, Ping) for m in ms)]
+        if pings:
+            break
+        inst.tick(inst.next_deadline())
+    [(addr, msgs)] = pings
+    assert addr == ("b", 1)
+    assert ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="a")) in msgs
+
+
+def test_plain_swim_has_no_buddy_no_nack_and_fixed_timeout() -> None:
+    inst = make(peers=("b", "c", "d", "e"), lifeguard=False)
+    inst.receive_messages(("c", 1), [ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="c"))], 0.0)
+    minimum, _ = inst.suspicion_bounds()
+    out = run_until(inst, minimum)
+    assert (MemberEventKind.DEAD, "b") in events(out)
+    assert all(not (isinstance(m, PingReq) and m.nack) for _, ms in packets(out) for m in ms)
+    assert inst.health_score == 0
+
+
+def test_leave_tells_every_live_peer_directly() -> None:
+    inst = make(peers=("b", "c", "d"))
+    inst.leave(5.0)
+    sent = packets(inst.drain())
+    told = {a for a, msgs in sent if ClaimMessage(Claim("a", 0, LEFT, ("a", 1))) in msgs}
+    assert told == {("b", 1), ("c", 1), ("d", 1)}
+    assert inst.local_member().status is LEFT
+    # A leaving node does not refute, and stops probing.
+    inst.receive_messages(("b", 1), [ClaimMessage(Claim("a", 0, DEAD, ("a", 1), source="b"))], 5.1)
+    assert inst.incarnation == 0
+    assert not any(isinstance(m, Ping) for _, ms in packets(run_until(inst, 20.0)) for m in ms)
+
+
+def test_left_is_never_reported_as_dead() -> None:
+    inst = make(peers=("b", "c"))
+    inst.receive_messages(("b", 1), [ClaimMessage(Claim("b", 0, LEFT, ("b", 1)))], 1.0)
+    out = inst.drain()
+    assert events(out) == [(MemberEventKind.LEAVE, "b")]
+    inst.receive_messages(("c", 1), [ClaimMessage(Claim("b", 0, DEAD, ("b", 1), source="c"))], 1.1)
+    assert inst.member("b").status is LEFT  # type: ignore[union-attr]
+
+
+def test_tombstones_are_reaped_after_gossip_to_the_dead() -> None:
+    inst = make(peers=("b",))
+    inst.receive_messages(("b", 1), [ClaimMessage(Claim("b", 0, DEAD, ("b", 1), source="c"))], 1.0)
+    run_until(inst, 1.0 + inst.config.gossip_to_the_dead - 0.01)
+    assert inst.member("b") is not None
+    run_until(inst, 1.0 + inst.config.gossip_to_the_dead)
+    assert inst.member("b") is None
+
+
+def test_metadata_update_bumps_incarnation_and_limit_is_enforced() -> None:
+    inst = make()
+    inst.update_metadata({"role": "worker"}, 1.0)
+    me = inst.local_member()
+    assert me.incarnation == 1 and me.meta_version == 1 and me.metadata == {"role": "worker"}
+    with pytest.raises(MetadataTooLarge, match="max_metadata_bytes=512"):
+        inst.update_metadata({"k": "x" * 600}, 2.0)
+    assert inst.local_member().metadata == {"role": "worker"}
+
+
+def test_packets_stay_within_udp_buffer_size() -> None:
+    inst = make(peers=("b",))
+    for i in range(300):
+        inst.receive_messages(("b", 1), [ClaimMessage(Claim(f"m{i}", 0, ALIVE, (f"m{i}", 1), 0, {"k": "v" * 50}))], 0.0)
+    out = run_until(inst, 3.0)
+    sizes = [len(o.data) for o in out if isinstance(o, SendPacket)]
+    assert sizes and max(sizes) <= inst.config.udp_buffer_size
+    assert max(sizes) > inst.config.udp_buffer_size * 0.8  # and they are actually filled
+
+
+def test_push_pull_merges_and_turns_remote_dead_into_suspect() -> None:
+    inst = make(peers=("b",))
+    remote = PushPull(False, (Claim("b", 0, DEAD, ("b", 1)), Claim("c", 3, ALIVE, ("c", 1), 1, {"r": "x"})))
+    reply = inst.handle_stream_request(("b", 1), remote, 1.0)
+    assert isinstance(reply, PushPull) and {c.name for c in reply.states} >= {"a", "b", "c"}
+    assert inst.member("b").status is SUSPECT  # type: ignore[union-attr]
+    c = inst.member("c")
+    assert c is not None and c.status is ALIVE and c.metadata == {"r": "x"}
+
+
+def test_push_pull_interval_scales_above_32_nodes() -> None:
+    assert push_pull_scale(30, 32) == 30
+    assert push_pull_scale(30, 64) == 60
+    assert push_pull_scale(30, 1000) == 30 * (math.ceil(math.log2(1000) - 5) + 1)
+
+
+def test_reconnect_retries_a_failed_member() -> None:
+    inst = make(peers=("b",))
+    inst.receive_messages(("c", 1), [ClaimMessage(Claim("b", 0, DEAD, ("b", 1), source="c"))], 1.0)
+    out = run_until(inst, 1.0 + 2 * inst.config.reconnect_interval)
+    streams = [o for o in out if isinstance(o, StartStream) and o.address == ("b", 1)]
+    assert streams and isinstance(streams[0].message, PushPull)
+    assert inst.stats.reconnect_attempts >= 1
+
+
+def test_same_seed_same_trace() -> None:
+    def trace() -> list[bytes]:
+        inst = make(peers=("b", "c", "d", "e"))
+        return [o.data for o in run_until(inst, 30.0) if isinstance(o, SendPacket)]
+
+    assert trace() == trace()

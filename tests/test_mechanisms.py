@@ -1,0 +1,108 @@
+"""Broadcast queue, probe order, awareness, timers and config validation."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from swimmesh.config import ConfigError, MeshConfig, parse_address
+from swimmesh.protocol.awareness import Awareness
+from swimmesh.protocol.broadcasts import BroadcastQueue
+from swimmesh.protocol.probing import ProbeOrder
+from swimmesh.protocol.suspicion import Suspicion
+from swimmesh.protocol.timers import TimerQueue
+
+
+def test_broadcasts_least_transmitted_first_and_retired_at_limit() -> None:
+    q = BroadcastQueue()
+    q.queue("old", b"o" * 10)
+    assert q.take(100, limit=3) == [b"o" * 10]
+    q.queue("new", b"n" * 10)
+    # "new" has 0 transmits, "old" has 1: new goes first when only one fits.
+    assert q.take(10, limit=3) == [b"n" * 10]
+    for _ in range(5):
+        q.take(100, limit=3)
+    assert len(q) == 0
+
+
+def test_newer_broadcast_supersedes_same_key() -> None:
+    q = BroadcastQueue()
+    q.queue(("m", "x"), b"v1")
+    q.take(100, limit=5)
+    q.queue(("m", "x"), b"v2")
+    assert len(q) == 1 and q.take(100, limit=5) == [b"v2"]
+
+
+def test_broadcast_queue_is_bounded() -> None:
+    q = BroadcastQueue(max_items=10)
+    for i in range(25):
+        q.queue(i, b"x")
+    assert len(q) == 10 and q.dropped == 15
+
+
+def test_probe_order_visits_everyone_once_per_round() -> None:
+    order = ProbeOrder(random.Random(1))
+    for n in "abcdef":
+        order.add(n)
+    seen = []
+    for _ in range(6):
+        target, _ = order.next(lambda _: True)
+        seen.append(target)
+    assert sorted(seen) == list("abcdef")
+    order.remove("c")
+    second = [order.next(lambda _: True)[0] for _ in range(5)]
+    assert sorted(second) == list("abdef")  # type: ignore[type-var]
+
+
+def test_awareness_is_clamped() -> None:
+    a = Awareness(8)
+    assert a.apply(20) == 7 and a.scale(0.5) == 4.0
+    assert a.apply(-100) == 0 and a.scale(0.5) == 0.5
+
+
+def test_suspicion_confirmations_are_counted_once_and_capped() -> None:
+    s = Suspicion(0.0, 0, "p", k=2, minimum=4.0, maximum=24.0)
+    assert s.deadline() == 24.0
+    assert s.confirm("q") and not s.confirm("q") and not s.confirm("p")
+    assert 4.0 < s.deadline() < 24.0
+    assert s.confirm("r") and s.deadline() == 4.0
+    assert not s.confirm("t")
+
+
+def test_timers_run_in_deadline_order_and_skip_cancelled() -> None:
+    q = TimerQueue()
+    ran: list[str] = []
+    q.schedule(2.0, lambda t: ran.append("b"))
+    t = q.schedule(1.0, lambda t: ran.append("x"))
+    q.schedule(1.0, lambda t: ran.append("a"))
+    t.cancel()
+    assert q.next_deadline() == 1.0
+    q.run_due(5.0)
+    assert ran == ["a", "b"]
+
+
+def test_presets_carry_memberlist_values() -> None:
+    lan, wan, local = MeshConfig.lan(name="n"), MeshConfig.wan(name="n"), MeshConfig.local(name="n")
+    assert (lan.probe_interval, lan.probe_timeout, lan.suspicion_mult, lan.retransmit_mult) == (1.0, 0.5, 4, 4)
+    assert (wan.probe_interval, wan.probe_timeout, wan.suspicion_mult, wan.gossip_nodes) == (5.0, 3.0, 6, 4)
+    assert (local.probe_timeout, local.indirect_checks, local.gossip_interval) == (0.2, 1, 0.1)
+    fast = MeshConfig.fast(name="n")
+    assert fast.suspicion_mult * fast.probe_interval < 1.0  # sub-second suspicion minimum
+
+
+def test_overrides_and_clear_errors() -> None:
+    cfg = MeshConfig.lan(name="n", bind="[::1]:7000", probe_interval=2)
+    assert cfg.bind == ("::1", 7000) and cfg.probe_interval == 2.0
+    with pytest.raises(ConfigError, match="probe_interval"):
+        MeshConfig.lan(name="n", probe_interval=0)
+    with pytest.raises(ConfigError, match="unknown configuration field"):
+        MeshConfig.lan(name="n", probe_intervall=1)
+    with pytest.raises(ConfigError, match="probe_timeout"):
+        MeshConfig.lan(name="n", probe_timeout=3)
+    with pytest.raises(ConfigError, match="bind"):
+        MeshConfig.lan(name="n", bind="nohost")
+    with pytest.raises(ConfigError, match="out of range"):
+        parse_address("h:70000")
+    with pytest.raises(ConfigError, match="preset"):
+        MeshConfig.from_preset("lann", name="n")

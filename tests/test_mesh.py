@@ -1,0 +1,253 @@
+"""Whole meshes on the in-memory network, in virtual time (MockClock with autojump)."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+import trio
+import trio.testing
+
+from swimmesh import JoinError, MemberEventKind, MemberStatus, MeshConfig, MeshNode, RequestError
+from swimmesh.protocol import suspicion_bounds
+from swimmesh.testing import Cluster, EventLog, MemoryNetwork, wait_for
+
+ALIVE, SUSPECT, DEAD, LEFT = MemberStatus
+N = 50
+
+
+def names(n: int) -> list[str]:
+    return [f"n{i:03d}" for i in range(n)]
+
+
+def assert_no_malformed(cluster: Cluster) -> None:
+    """Nodes only ever send what their peers accept."""
+    assert sum(n.stats.dropped["malformed"] for n in cluster.live()) == 0
+
+
+async def test_fifty_nodes_join_through_one_seed_and_metadata_reaches_all(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=1)
+    net.set_latency(0.002, 0.001)
+    async with Cluster.open("lan", network=net, seed=1) as cluster:
+        await cluster.start_many(names(N))
+        took = await wait_for(lambda: cluster.views_agree(ALIVE), timeout=30, what="50 alive")
+        assert all(len(n.alive_members()) == N for n in cluster.live())
+        await cluster.nodes["n007"].update_metadata({"role": "leader-candidate", "zone": "b"})
+        await wait_for(
+            lambda: all(n.member("n007").metadata.get("role") == "leader-candidate"  # type: ignore[union-attr]
+                        for n in cluster.live()),
+            timeout=10, what="metadata everywhere",
+        )
+        assert {n.member("n007").meta_version for n in cluster.live()} == {1}  # type: ignore[union-attr]
+        print(f"50-node join converged in {took:.2f} virtual s")
+        assert_no_malformed(cluster)
+
+
+async def test_crashed_node_is_dead_everywhere_within_the_suspicion_bounds(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=2)
+    net.set_latency(0.002, 0.001)
+    log = EventLog()
+    async with Cluster.open("lan", network=net, seed=2) as cluster, trio.open_nursery() as watchers:
+        await cluster.start_many(names(N))
+        await wait_for(lambda: cluster.views_agree(ALIVE), timeout=30)
+        await trio.sleep(5)  # past the join: health scores settle
+        for node in cluster.live():
+            await watchers.start(log.follow, node)
+        victim = "n031"
+        cfg = cluster.nodes[victim].config
+        cluster.crash(victim)
+        crashed_at = trio.current_time()
+        others = [n for n in names(N) if n != victim]
+        await wait_for(lambda: cluster.views_agree(DEAD, about=[victim]), timeout=120, what="dead everywhere")
+
+        minimum, maximum = suspicion_bounds(cfg.suspicion_mult, cfg.suspicion_max_timeout_mult, N, cfg.probe_interval)
+        suspects = log.of(MemberEventKind.SUSPECT, victim)
+        deaths = {observer: t for t, observer, _ in log.of(MemberEventKind.DEAD, victim)}
+        assert set(deaths) == set(others)
+        first_suspicion = min(t for t, _, _ in suspects)
+        # Every node probes every member once per round of n-1 probes, and the first failed
+        # probe ends one probe interval after it started.
+        assert first_suspicion - crashed_at <= (N - 1) * cfg.probe_interval + cfg.probe_interval
+        # No node can declare death before the minimum suspicion timeout has run...
+        assert min(deaths.values()) >= first_suspicion + minimum - 1e-9
+        # ...and none waits longer than the maximum plus the gossip of the verdict.
+        gossip_slack = cfg.gossip_interval * cfg.retransmit_mult * 2
+        assert max(deaths.values()) <= first_suspicion + maximum + gossip_slack
+        med = statistics.median(deaths.values()) - crashed_at
+        print(f"first suspicion {first_suspicion - crashed_at:.2f}s, median dead {med:.2f}s, "
+              f"min/max timeout {minimum:.2f}/{maximum:.2f}s")
+        watchers.cancel_scope.cancel()
+
+
+async def test_graceful_leave_is_left_everywhere_and_never_a_failure(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=3)
+    net.set_latency(0.002, 0.001)
+    net.set_loss(0.01)
+    log = EventLog()
+    async with Cluster.open("lan", network=net, seed=3) as cluster, trio.open_nursery() as watchers:
+        await cluster.start_many(names(N))
+        await wait_for(lambda: cluster.views_agree(ALIVE), timeout=30)
+        for node in cluster.live():
+            await watchers.start(log.follow, node)
+        started = trio.current_time()
+        await cluster.stop("n010")
+        took = await wait_for(lambda: cluster.views_agree(LEFT, about=["n010"]), timeout=10)
+        await trio.sleep(60)  # long after: nobody turned it into a failure
+        assert cluster.views_agree(LEFT, about=["n010"]) or all(
+            n.member("n010") is None for n in cluster.live()  # reaped after gossip_to_the_dead
+        )
+        assert log.of(MemberEventKind.DEAD, "n010") == []
+        assert log.of(MemberEventKind.SUSPECT, "n010") == []
+        assert len(log.of(MemberEventKind.LEAVE, "n010")) == N - 1
+        assert_no_malformed(cluster)
+        print(f"leave seen everywhere {trio.current_time() - started - 60 - took:.2f}+{took:.2f}s")
+        watchers.cancel_scope.cancel()
+
+
+async def test_restarted_node_refutes_its_death_and_is_alive_everywhere(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=4)
+    net.set_latency(0.002, 0.001)
+    async with Cluster.open("lan", network=net, seed=4) as cluster:
+        await cluster.start_many(names(20))
+        await wait_for(lambda: cluster.views_agree(ALIVE), timeout=30)
+        cluster.crash("n005")
+        await wait_for(lambda: cluster.views_agree(DEAD, about=["n005"]), timeout=120)
+        dead_inc = cluster.nodes["n000"].member("n005").incarnation  # type: ignore[union-attr]
+        node = await cluster.start("n005")  # same name, same address, fresh process state
+        assert node.local_member.incarnation == 0
+        await node.join([("n000", 7946)])
+        await wait_for(lambda: cluster.views_agree(ALIVE), timeout=30, what="restarted node alive")
+        assert node.local_member.incarnation > dead_inc
+        assert len(node.alive_members()) == 20
+
+
+async def test_partition_each_side_declares_the_other_dead_then_heals(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=5)
+    net.set_latency(0.002, 0.001)
+    all_names = names(N)
+    side_a, side_b = all_names[:30], all_names[30:]
+    log = EventLog()
+
+    def declared_dead() -> set[tuple[str, str]]:
+        return {(observer, ev.member.name) for _, observer, ev in log.of(MemberEventKind.DEAD)}
+
+    cross = {(o, m) for o in side_a for m in side_b} | {(o, m) for o in side_b for m in side_a}
+    async with Cluster.open("lan", network=net, seed=5) as cluster, trio.open_nursery() as watchers:
+        await cluster.start_many(all_names)
+        await wait_for(lambda: cluster.views_agree(ALIVE), timeout=30)
+        for node in cluster.live():
+            await watchers.start(log.follow, node)
+        net.partition([(n, 7946) for n in side_a], [(n, 7946) for n in side_b])
+        await wait_for(lambda: cross <= declared_dead(), timeout=180,
+                       what="each side declares the other dead")
+        assert {(o, m) for o, m in declared_dead() if (o in side_a) == (m in side_a)} == set()
+        assert cluster.views_agree(ALIVE, about=side_a, observers=side_a)
+        assert cluster.views_agree(ALIVE, about=side_b, observers=side_b)
+        net.heal()
+        took = await wait_for(lambda: cluster.views_agree(ALIVE), timeout=180, what="healed")
+        print(f"healed in {took:.1f} virtual s")
+        assert_no_malformed(cluster)
+        watchers.cancel_scope.cancel()
+
+
+async def test_partition_longer_than_tombstones_still_merges_by_reconnect(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=6)
+    net.set_latency(0.002, 0.001)
+    all_names = names(20)
+    side_a, side_b = all_names[:12], all_names[12:]
+    async with Cluster.open("lan", network=net, seed=6) as cluster:
+        await cluster.start_many(all_names)
+        await wait_for(lambda: cluster.views_agree(ALIVE), timeout=30)
+        net.partition([(n, 7946) for n in side_a], [(n, 7946) for n in side_b])
+        cfg = cluster.nodes["n000"].config
+        # Wait until every tombstone of the other side is reaped.
+        await wait_for(
+            lambda: all(n.member(o) is None for n in cluster.live()
+                        for o in (side_b if n.name in side_a else side_a)),
+            timeout=300, what="tombstones reaped",
+        )
+        net.heal()
+        took = await wait_for(lambda: cluster.views_agree(ALIVE), timeout=10 * cfg.reconnect_interval,
+                              what="merged after long partition")
+        print(f"merged by reconnect in {took:.1f} virtual s")
+        assert_no_malformed(cluster)
+
+
+async def test_join_with_no_reachable_seed_is_a_clear_error(sim_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork(seed=7)
+    cfg = MeshConfig.lan(name="lonely", bind=("lonely", 1), join_timeout=3)
+    async with MeshNode.open(cfg, net.endpoint(cfg.bind)) as node:
+        start = trio.current_time()
+        with pytest.raises(JoinError, match=r"no seed answered.*ghost:7946"):
+            await node.join(["ghost:7946"])
+        assert trio.current_time() - start <= 3 + 1e-6
+        assert await node.join([]) == 0
+
+
+async def test_overlay_broadcast_datagram_and_request(sim_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork(seed=8)
+    net.set_latency(0.002, 0.001)
+    got: dict[str, list[bytes]] = {}
+    async with Cluster.open("lan", network=net, seed=8) as cluster:
+        await cluster.start_many(names(10))
+        await wait_for(lambda: cluster.views_agree(ALIVE), timeout=30)
+        for node in cluster.live():
+            node.register_handler("votes", lambda src, payload, n=node.name: got.setdefault(n, []).append(payload))
+
+            async def echo(src: tuple[str, int], payload: bytes, n: str = node.name) -> bytes:
+                return n.encode() + b":" + payload
+
+            node.register_request_handler("echo", echo)
+        await cluster.nodes["n000"].broadcast("votes", b"term-7", key="scope-a")
+        await wait_for(lambda: all(b"term-7" in got.get(n, []) for n in names(10)[1:]), timeout=10)
+        await cluster.nodes["n001"].send("n002", "votes", b"direct")
+        await wait_for(lambda: b"direct" in got.get("n002", []), timeout=1)
+        assert await cluster.nodes["n003"].request("n004", "echo", b"hi") == b"n004:hi"
+        with pytest.raises(RequestError, match="no handler"):
+            await cluster.nodes["n003"].request("n004", "nope", b"")
+        with pytest.raises(RequestError, match="unknown member"):
+            await cluster.nodes["n003"].request("zzz", "echo", b"")
+
+
+async def test_events_follow_a_member_lifecycle(sim_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork(seed=9)
+    async with Cluster.open("lan", network=net, seed=9) as cluster:
+        await cluster.start_many(names(5))
+        await wait_for(lambda: cluster.views_agree(ALIVE), timeout=30)
+        watcher = cluster.nodes["n000"]
+        async with watcher.events() as events:
+            await cluster.nodes["n001"].update_metadata({"v": "2"})
+            cluster.crash("n002")
+            await cluster.start("n009")
+            await cluster.nodes["n009"].join([("n000", 7946)])
+            seen: list[tuple[MemberEventKind, str]] = []
+            with trio.fail_after(120):
+                async for ev in events:
+                    seen.append((ev.kind, ev.member.name))
+                    if (MemberEventKind.DEAD, "n002") in seen and (MemberEventKind.JOIN, "n009") in seen \
+                            and (MemberEventKind.UPDATE, "n001") in seen:
+                        break
+        assert seen.index((MemberEventKind.SUSPECT, "n002")) < seen.index((MemberEventKind.DEAD, "n002"))
+
+
+async def test_nodes_with_different_cluster_labels_never_merge(sim_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork(seed=10)
+    blue = MeshConfig.lan(name="blue", bind=("blue", 1), cluster_label="blue", join_timeout=2)
+    green = MeshConfig.lan(name="green", bind=("green", 1), cluster_label="green")
+    async with MeshNode.open(blue, net.endpoint(blue.bind)) as b, MeshNode.open(green, net.endpoint(green.bind)) as g:
+        with pytest.raises(JoinError):
+            await b.join([("green", 1)])
+        assert g.member("blue") is None and b.member("green") is None
+        assert g.stats.dropped["label"] >= 1
