@@ -133,8 +133,13 @@ def _claim_fields(claim: Claim) -> list[Any]:
     status = claim.status
     if status is MemberStatus.ALIVE:
         return [
-            int(MessageType.ALIVE), claim.name, claim.incarnation, host, port,
-            claim.meta_version, dict(claim.metadata),
+            int(MessageType.ALIVE),
+            claim.name,
+            claim.incarnation,
+            host,
+            port,
+            claim.meta_version,
+            dict(claim.metadata),
         ]
     if status is MemberStatus.SUSPECT:
         return [int(MessageType.SUSPECT), claim.name, claim.incarnation, host, port, claim.source]
@@ -171,8 +176,13 @@ def _message_fields(msg: PacketMessage | StreamMessage) -> list[Any]:
 def _state_fields(claim: Claim) -> list[Any]:
     host, port = claim.address
     return [
-        claim.name, host, port, claim.incarnation, int(claim.status),
-        claim.meta_version, dict(claim.metadata) if claim.status is MemberStatus.ALIVE else {},
+        claim.name,
+        host,
+        port,
+        claim.incarnation,
+        int(claim.status),
+        claim.meta_version,
+        dict(claim.metadata) if claim.status is MemberStatus.ALIVE else {},
     ]
 
 
@@ -191,8 +201,11 @@ def _array_header(n: int) -> bytes:
 
 def packet_header_size(label: str, n_messages: int = MAX_MESSAGES_PER_PACKET) -> int:
     """Bytes a packet spends around its messages (for packing within a size budget)."""
-    return 1 + len(cbor2.dumps(PROTOCOL_VERSION)) + len(cbor2.dumps(label)) + len(
-        _array_header(n_messages)
+    return (
+        1
+        + len(cbor2.dumps(PROTOCOL_VERSION))
+        + len(cbor2.dumps(label))
+        + len(_array_header(n_messages))
     )
 
 
@@ -211,7 +224,9 @@ def encode_packet(label: str, encoded_messages: Sequence[bytes]) -> bytes:
 
 def encode_frame(label: str, msg: StreamMessage) -> bytes:
     """Encode one stream-channel message with its envelope."""
-    return b"".join((b"\x83", cbor2.dumps(PROTOCOL_VERSION), cbor2.dumps(label), encode_message(msg)))
+    return b"".join(
+        (b"\x83", cbor2.dumps(PROTOCOL_VERSION), cbor2.dumps(label), encode_message(msg))
+    )
 
 
 def _envelope(data: bytes, label: str, max_size: int) -> Any:
@@ -295,8 +310,11 @@ def _decode_packet_message(item: Any) -> PacketMessage:
     if code == MessageType.PING_REQ:
         _arity(f, 7, "ping-req")
         return PingReq(
-            _int(f[1], "seq"), _str(f[2], "target"), _address(f[3], f[4]),
-            _str(f[5], "source"), _bool(f[6], "nack"),
+            _int(f[1], "seq"),
+            _str(f[2], "target"),
+            _address(f[3], f[4]),
+            _str(f[5], "source"),
+            _bool(f[6], "nack"),
         )
     if code == MessageType.ACK:
         _arity(f, 2, "ack")
@@ -339,11 +357,14 @@ def _decode_stream_message(item: Any) -> StreamMessage:
         return PushPull(_bool(f[1], "join"), tuple(_decode_state(s) for s in states))
     if code == MessageType.USER_REQUEST:
         _arity(f, 3, "user-request")
-        return UserRequest(_str(f[1], "kind", MAX_KIND_CHARS), _bytes(f[2], "payload", DEFAULT_MAX_FRAME_BYTES))
+        return UserRequest(
+            _str(f[1], "kind", MAX_KIND_CHARS), _bytes(f[2], "payload", DEFAULT_MAX_FRAME_BYTES)
+        )
     if code == MessageType.USER_RESPONSE:
         _arity(f, 4, "user-response")
         return UserResponse(
-            _bool(f[1], "ok"), _bytes(f[2], "payload", DEFAULT_MAX_FRAME_BYTES),
+            _bool(f[1], "ok"),
+            _bytes(f[2], "payload", DEFAULT_MAX_FRAME_BYTES),
             _str(f[3], "error", 4096, allow_empty=True),
         )
     if code == MessageType.STREAM_PING:

@@ -71,7 +71,9 @@ def _at_least(n: int) -> Any:
 
 def _name(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS:
-        raise ConfigError(f"{attr.name}: must be a non-empty string of at most {MAX_NAME_CHARS} characters")
+        raise ConfigError(
+            f"{attr.name}: must be a non-empty string of at most {MAX_NAME_CHARS} characters"
+        )
 
 
 def _label(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
@@ -128,7 +130,9 @@ class MeshConfig:
     lifeguard: bool = True
     """Local health awareness, dynamic suspicion, buddy pings and nacks; off = plain SWIM."""
     reconnect_interval: float = attrs.field(default=30.0, converter=_float, validator=_positive)
-    reconnect_timeout: float = attrs.field(default=24 * 3600.0, converter=_float, validator=_positive)
+    reconnect_timeout: float = attrs.field(
+        default=24 * 3600.0, converter=_float, validator=_positive
+    )
     join_timeout: float = attrs.field(default=10.0, converter=_float, validator=_positive)
     leave_timeout: float = attrs.field(default=5.0, converter=_float, validator=_positive)
     max_concurrent_push_pulls: int = attrs.field(default=128, validator=_at_least(1))
@@ -156,7 +160,9 @@ class MeshConfig:
         try:
             base = PRESETS[preset]
         except KeyError:
-            raise ConfigError(f"preset: unknown preset {preset!r}; known: {sorted(PRESETS)}") from None
+            raise ConfigError(
+                f"preset: unknown preset {preset!r}; known: {sorted(PRESETS)}"
+            ) from None
         unknown = set(fields) - {a.name for a in attrs.fields(cls)}
         if unknown:
             raise ConfigError(f"unknown configuration field(s): {', '.join(sorted(unknown))}")
@@ -185,23 +191,59 @@ class MeshConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "lan": dict(
-        probe_interval=1.0, probe_timeout=0.5, indirect_checks=3, suspicion_mult=4,
-        suspicion_max_timeout_mult=6, retransmit_mult=4, gossip_nodes=3, gossip_interval=0.2,
-        gossip_to_the_dead=30.0, push_pull_interval=30.0, tcp_timeout=10.0, reconnect_interval=30.0,
+        probe_interval=1.0,
+        probe_timeout=0.5,
+        indirect_checks=3,
+        suspicion_mult=4,
+        suspicion_max_timeout_mult=6,
+        retransmit_mult=4,
+        gossip_nodes=3,
+        gossip_interval=0.2,
+        gossip_to_the_dead=30.0,
+        push_pull_interval=30.0,
+        tcp_timeout=10.0,
+        reconnect_interval=30.0,
     ),
     "wan": dict(
-        probe_interval=5.0, probe_timeout=3.0, indirect_checks=3, suspicion_mult=6,
-        suspicion_max_timeout_mult=6, retransmit_mult=4, gossip_nodes=4, gossip_interval=0.5,
-        gossip_to_the_dead=60.0, push_pull_interval=60.0, tcp_timeout=30.0, reconnect_interval=60.0,
+        probe_interval=5.0,
+        probe_timeout=3.0,
+        indirect_checks=3,
+        suspicion_mult=6,
+        suspicion_max_timeout_mult=6,
+        retransmit_mult=4,
+        gossip_nodes=4,
+        gossip_interval=0.5,
+        gossip_to_the_dead=60.0,
+        push_pull_interval=60.0,
+        tcp_timeout=30.0,
+        reconnect_interval=60.0,
     ),
     "local": dict(
-        probe_interval=1.0, probe_timeout=0.2, indirect_checks=1, suspicion_mult=3,
-        suspicion_max_timeout_mult=6, retransmit_mult=2, gossip_nodes=3, gossip_interval=0.1,
-        gossip_to_the_dead=15.0, push_pull_interval=15.0, tcp_timeout=1.0, reconnect_interval=15.0,
+        probe_interval=1.0,
+        probe_timeout=0.2,
+        indirect_checks=1,
+        suspicion_mult=3,
+        suspicion_max_timeout_mult=6,
+        retransmit_mult=2,
+        gossip_nodes=3,
+        gossip_interval=0.1,
+        gossip_to_the_dead=15.0,
+        push_pull_interval=15.0,
+        tcp_timeout=1.0,
+        reconnect_interval=15.0,
     ),
     "fast": dict(
-        probe_interval=0.2, probe_timeout=0.1, indirect_checks=3, suspicion_mult=3,
-        suspicion_max_timeout_mult=4, retransmit_mult=3, gossip_nodes=3, gossip_interval=0.05,
-        gossip_to_the_dead=10.0, push_pull_interval=10.0, tcp_timeout=1.0, reconnect_interval=5.0,
+        probe_interval=0.2,
+        probe_timeout=0.1,
+        indirect_checks=3,
+        suspicion_mult=3,
+        suspicion_max_timeout_mult=4,
+        retransmit_mult=3,
+        gossip_nodes=3,
+        gossip_interval=0.05,
+        gossip_to_the_dead=10.0,
+        push_pull_interval=10.0,
+        tcp_timeout=1.0,
+        reconnect_interval=5.0,
     ),
 }

@@ -62,8 +62,10 @@ class EventSubscription:
             self._send.send_nowait(event)
         except trio.WouldBlock:
             self.dropped += 1
-            log.warning("event subscriber is not keeping up; event dropped",
-                        extra={"node": self._node.name, "kind": str(event.kind)})
+            log.warning(
+                "event subscriber is not keeping up; event dropped",
+                extra={"node": self._node.name, "kind": str(event.kind)},
+            )
 
     def __aiter__(self) -> EventSubscription:
         return self
@@ -191,7 +193,9 @@ class MeshNode:
         self._instance.start_join(addresses)
         if not addresses:
             return 0
-        deadline = trio.current_time() + (timeout if timeout is not None else self.config.join_timeout)
+        deadline = trio.current_time() + (
+            timeout if timeout is not None else self.config.join_timeout
+        )
         errors: dict[Address, str] = {}
         contacted = 0
 
@@ -199,8 +203,11 @@ class MeshNode:
             nonlocal contacted
             delay = 0.05
             while True:
-                reply = await self._exchange(seed, self._instance.push_pull_message(join=True),
-                                             min(self.config.tcp_timeout, deadline - trio.current_time()))
+                reply = await self._exchange(
+                    seed,
+                    self._instance.push_pull_message(join=True),
+                    min(self.config.tcp_timeout, deadline - trio.current_time()),
+                )
                 if isinstance(reply, PushPull):
                     self._instance.merge_remote_state(
                         reply, self._clock.now(), seed, initiator=True
@@ -209,7 +216,9 @@ class MeshNode:
                     contacted += 1
                     return
                 errors[seed] = "no answer" if reply is None else "unexpected reply"
-                wait = min(delay * (1 + self._instance.rng.random()), deadline - trio.current_time())
+                wait = min(
+                    delay * (1 + self._instance.rng.random()), deadline - trio.current_time()
+                )
                 if wait <= 0:
                     return
                 await trio.sleep(wait)
@@ -222,10 +231,18 @@ class MeshNode:
             self._instance.joined(self._clock.now())
             await self._flush()
         if contacted == 0:
-            tried = ", ".join(f"{format_address(a)} ({errors.get(a, 'no answer')})" for a in addresses)
+            tried = ", ".join(
+                f"{format_address(a)} ({errors.get(a, 'no answer')})" for a in addresses
+            )
             raise JoinError(f"{self.name}: no seed answered within the join timeout: {tried}")
-        log.info("joined mesh", extra={"node": self.name, "seeds_contacted": contacted,
-                                        "members": len(self.alive_members())})
+        log.info(
+            "joined mesh",
+            extra={
+                "node": self.name,
+                "seeds_contacted": contacted,
+                "members": len(self.alive_members()),
+            },
+        )
         return contacted
 
     async def leave(self, *, timeout: float | None = None) -> None:
@@ -335,7 +352,9 @@ class MeshNode:
                 try:
                     handler(out.source, out.payload)
                 except Exception:
-                    log.exception("overlay handler failed", extra={"node": self.name, "kind": out.kind})
+                    log.exception(
+                        "overlay handler failed", extra={"node": self.name, "kind": out.kind}
+                    )
         if self._instance.next_deadline() < self._armed_deadline:
             self._timer_wakeup.set()
         self._progress.set()
@@ -353,11 +372,15 @@ class MeshNode:
         async with self._stream_slots:
             with trio.move_on_after(max(timeout, 0.0)):
                 try:
-                    data = await self._transport.request(address, codec.encode_frame(label, message))
+                    data = await self._transport.request(
+                        address, codec.encode_frame(label, message)
+                    )
                     return codec.decode_frame(data, label)
                 except TransportError as exc:
-                    log.debug("stream request failed",
-                              extra={"node": self.name, "peer": address, "error": str(exc)})
+                    log.debug(
+                        "stream request failed",
+                        extra={"node": self.name, "peer": address, "error": str(exc)},
+                    )
                 except codec.DecodeError as exc:
                     self._instance.stats.dropped[exc.reason] += 1
         return None
@@ -377,7 +400,9 @@ class MeshNode:
                 try:
                     reply = UserResponse(True, await handler(source, msg.payload))
                 except Exception as exc:
-                    log.exception("request handler failed", extra={"node": self.name, "kind": msg.kind})
+                    log.exception(
+                        "request handler failed", extra={"node": self.name, "kind": msg.kind}
+                    )
                     reply = UserResponse(False, b"", f"{type(exc).__name__}: {exc}")
             return codec.encode_frame(label, reply)
         answer = self._instance.handle_stream_request(source, msg, self._clock.now())

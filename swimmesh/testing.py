@@ -119,8 +119,12 @@ class Cluster:
     def live(self) -> list[MeshNode]:
         return list(self.nodes.values())
 
-    def views_agree(self, status: MemberStatus, about: Iterable[str] | None = None,
-                    observers: Iterable[str] | None = None) -> bool:
+    def views_agree(
+        self,
+        status: MemberStatus,
+        about: Iterable[str] | None = None,
+        observers: Iterable[str] | None = None,
+    ) -> bool:
         """True when every observer sees every member in ``about`` with ``status``."""
         about_names = list(about) if about is not None else list(self.nodes)
         watchers = [self.nodes[n] for n in observers] if observers is not None else self.live()
@@ -156,5 +160,11 @@ class EventLog:
             async for event in events:
                 self.records.append((trio.current_time(), node.name, event))
 
-    def of(self, kind: MemberEventKind, about: str | None = None) -> list[tuple[float, str, MemberEvent]]:
-        return [r for r in self.records if r[2].kind is kind and (about is None or r[2].member.name == about)]
+    def of(
+        self, kind: MemberEventKind, about: str | None = None
+    ) -> list[tuple[float, str, MemberEvent]]:
+        return [
+            r
+            for r in self.records
+            if r[2].kind is kind and (about is None or r[2].member.name == about)
+        ]

@@ -98,7 +98,9 @@ def test_failed_probe_goes_indirect_then_suspects_then_dead_at_max_timeout() -> 
     assert (MemberEventKind.SUSPECT, target) in events(out)
     assert inst.health_score == len(reqs)
     # Nobody confirms: the suspicion lasts its maximum (k = 2 expected confirmations at n=4).
-    minimum, maximum = suspicion_bounds(cfg.suspicion_mult, cfg.suspicion_max_timeout_mult, 4, cfg.probe_interval)
+    _, maximum = suspicion_bounds(
+        cfg.suspicion_mult, cfg.suspicion_max_timeout_mult, 4, cfg.probe_interval
+    )
     suspected_at = t0 + cfg.probe_interval
     out = run_until(inst, suspected_at + maximum - 1e-6)
     assert inst.member(target).status is SUSPECT  # type: ignore[union-attr]
@@ -108,9 +110,15 @@ def test_failed_probe_goes_indirect_then_suspects_then_dead_at_max_timeout() -> 
 
 def test_independent_confirmations_shrink_the_timeout_to_the_minimum() -> None:
     inst = make(peers=("b", "c", "d", "e"))
-    inst.receive_messages(("c", 1), [ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="c"))], 10.0)
-    inst.receive_messages(("d", 1), [ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="d"))], 10.5)
-    inst.receive_messages(("e", 1), [ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="e"))], 11.0)
+    inst.receive_messages(
+        ("c", 1), [ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="c"))], 10.0
+    )
+    inst.receive_messages(
+        ("d", 1), [ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="d"))], 10.5
+    )
+    inst.receive_messages(
+        ("e", 1), [ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="e"))], 11.0
+    )
     inst.drain()
     minimum, _ = inst.suspicion_bounds()
     out = run_until(inst, 10.0 + minimum - 1e-6)
@@ -127,7 +135,9 @@ def test_suspicion_formula_matches_memberlist() -> None:
 
 def test_refutation_raises_incarnation_and_gossips_alive() -> None:
     inst = make(peers=("b",))
-    inst.receive_messages(("b", 1), [ClaimMessage(Claim("a", 0, SUSPECT, ("a", 1), source="b"))], 1.0)
+    inst.receive_messages(
+        ("b", 1), [ClaimMessage(Claim("a", 0, SUSPECT, ("a", 1), source="b"))], 1.0
+    )
     assert inst.incarnation == 1 and inst.stats.refutations == 1
     assert inst.health_score == 1  # Lifeguard: refuting about self lowers our own health
     # The refutation rides on the next packet.
@@ -152,7 +162,12 @@ def test_direct_ack_records_rtt_and_improves_health() -> None:
 def test_nacks_spare_our_health_score() -> None:
     inst = make(peers=("b", "c", "d", "e"))
     t0, _, ping = _first_probe(inst)
-    reqs = [m for _, ms in packets(run_until(inst, t0 + inst.config.probe_timeout)) for m in ms if isinstance(m, PingReq)]
+    reqs = [
+        m
+        for _, ms in packets(run_until(inst, t0 + inst.config.probe_timeout))
+        for m in ms
+        if isinstance(m, PingReq)
+    ]
     for _ in reqs:
         inst.receive_messages(("c", 1), [Nack(ping.seq)], t0 + 0.6)
     run_until(inst, t0 + inst.config.probe_interval)
@@ -173,7 +188,9 @@ def test_relay_forwards_ack_or_sends_nack_at_80_percent() -> None:
 
 def test_buddy_ping_carries_the_suspicion() -> None:
     inst = make(peers=("b",))
-    inst.receive_messages(("c", 1), [ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="c"))], 0.0)
+    inst.receive_messages(
+        ("c", 1), [ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="c"))], 0.0
+    )
     inst.drain()
     inst.tick(inst.next_deadline())
     while True:
@@ -189,7 +206,9 @@ def test_buddy_ping_carries_the_suspicion() -> None:
 
 def test_plain_swim_has_no_buddy_no_nack_and_fixed_timeout() -> None:
     inst = make(peers=("b", "c", "d", "e"), lifeguard=False)
-    inst.receive_messages(("c", 1), [ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="c"))], 0.0)
+    inst.receive_messages(
+        ("c", 1), [ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="c"))], 0.0
+    )
     minimum, _ = inst.suspicion_bounds()
     out = run_until(inst, minimum)
     assert (MemberEventKind.DEAD, "b") in events(out)
@@ -241,7 +260,11 @@ def test_metadata_update_bumps_incarnation_and_limit_is_enforced() -> None:
 def test_packets_stay_within_udp_buffer_size() -> None:
     inst = make(peers=("b",))
     for i in range(300):
-        inst.receive_messages(("b", 1), [ClaimMessage(Claim(f"m{i}", 0, ALIVE, (f"m{i}", 1), 0, {"k": "v" * 50}))], 0.0)
+        inst.receive_messages(
+            ("b", 1),
+            [ClaimMessage(Claim(f"m{i}", 0, ALIVE, (f"m{i}", 1), 0, {"k": "v" * 50}))],
+            0.0,
+        )
     out = run_until(inst, 3.0)
     sizes = [len(o.data) for o in out if isinstance(o, SendPacket)]
     assert sizes and max(sizes) <= inst.config.udp_buffer_size
@@ -250,7 +273,9 @@ def test_packets_stay_within_udp_buffer_size() -> None:
 
 def test_push_pull_merges_and_turns_remote_dead_into_suspect() -> None:
     inst = make(peers=("b",))
-    remote = PushPull(False, (Claim("b", 0, DEAD, ("b", 1)), Claim("c", 3, ALIVE, ("c", 1), 1, {"r": "x"})))
+    remote = PushPull(
+        False, (Claim("b", 0, DEAD, ("b", 1)), Claim("c", 3, ALIVE, ("c", 1), 1, {"r": "x"}))
+    )
     reply = inst.handle_stream_request(("b", 1), remote, 1.0)
     assert isinstance(reply, PushPull) and {c.name for c in reply.states} >= {"a", "b", "c"}
     assert inst.member("b").status is SUSPECT  # type: ignore[union-attr]

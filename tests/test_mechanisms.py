@@ -84,8 +84,18 @@ def test_timers_run_in_deadline_order_and_skip_cancelled() -> None:
 
 def test_presets_carry_memberlist_values() -> None:
     lan, wan, local = MeshConfig.lan(name="n"), MeshConfig.wan(name="n"), MeshConfig.local(name="n")
-    assert (lan.probe_interval, lan.probe_timeout, lan.suspicion_mult, lan.retransmit_mult) == (1.0, 0.5, 4, 4)
-    assert (wan.probe_interval, wan.probe_timeout, wan.suspicion_mult, wan.gossip_nodes) == (5.0, 3.0, 6, 4)
+    assert (lan.probe_interval, lan.probe_timeout, lan.suspicion_mult, lan.retransmit_mult) == (
+        1.0,
+        0.5,
+        4,
+        4,
+    )
+    assert (wan.probe_interval, wan.probe_timeout, wan.suspicion_mult, wan.gossip_nodes) == (
+        5.0,
+        3.0,
+        6,
+        4,
+    )
     assert (local.probe_timeout, local.indirect_checks, local.gossip_interval) == (0.2, 1, 0.1)
     fast = MeshConfig.fast(name="n")
     assert fast.suspicion_mult * fast.probe_interval < 1.0  # sub-second suspicion minimum

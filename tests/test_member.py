@@ -20,7 +20,9 @@ claims = st.builds(
     status=st.sampled_from(list(MemberStatus)),
     address=st.tuples(st.sampled_from(["h1", "h2"]), st.integers(1, 3)),
     meta_version=st.integers(0, 3),
-    metadata=st.dictionaries(st.sampled_from(["role", "zone"]), st.sampled_from(["x", "y"]), max_size=2),
+    metadata=st.dictionaries(
+        st.sampled_from(["role", "zone"]), st.sampled_from(["x", "y"]), max_size=2
+    ),
     source=st.sampled_from(["", "p", "q"]),
 )
 
@@ -34,7 +36,9 @@ def snapshot(table: dict[str, MemberState]) -> dict[str, tuple[object, ...]]:
 
 @settings(max_examples=300)
 @given(st.lists(claims, max_size=25), st.randoms(use_true_random=False))
-def test_any_permutation_and_duplication_gives_same_table(items: list[Claim], rnd: random.Random) -> None:
+def test_any_permutation_and_duplication_gives_same_table(
+    items: list[Claim], rnd: random.Random
+) -> None:
     reference = snapshot(merge_claims({}, list(items)))
     shuffled = list(items) + rnd.sample(items, k=len(items) // 2)  # duplicates
     rnd.shuffle(shuffled)
@@ -60,8 +64,16 @@ def test_status_precedence_at_equal_incarnation(items: list[Claim]) -> None:
 
 
 @settings(max_examples=200)
-@given(st.lists(claims.map(lambda c: Claim(
-    "self", c.incarnation, c.status, c.address, c.meta_version, c.metadata, c.source)), max_size=15))
+@given(
+    st.lists(
+        claims.map(
+            lambda c: Claim(
+                "self", c.incarnation, c.status, c.address, c.meta_version, c.metadata, c.source
+            )
+        ),
+        max_size=15,
+    )
+)
 def test_a_node_always_wins_a_refutation_about_itself(about_self: list[Claim]) -> None:
     node = SwimInstance(MeshConfig.lan(name="self", bind=("self", 1), seed=1), now=0.0)
     for claim in about_self:

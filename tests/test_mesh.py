@@ -36,9 +36,12 @@ async def test_fifty_nodes_join_through_one_seed_and_metadata_reaches_all(
         assert all(len(n.alive_members()) == N for n in cluster.live())
         await cluster.nodes["n007"].update_metadata({"role": "leader-candidate", "zone": "b"})
         await wait_for(
-            lambda: all(n.member("n007").metadata.get("role") == "leader-candidate"  # type: ignore[union-attr]
-                        for n in cluster.live()),
-            timeout=10, what="metadata everywhere",
+            lambda: all(
+                n.member("n007").metadata.get("role") == "leader-candidate"  # type: ignore[union-attr]
+                for n in cluster.live()
+            ),
+            timeout=10,
+            what="metadata everywhere",
         )
         assert {n.member("n007").meta_version for n in cluster.live()} == {1}  # type: ignore[union-attr]
         print(f"50-node join converged in {took:.2f} virtual s")
@@ -62,9 +65,13 @@ async def test_crashed_node_is_dead_everywhere_within_the_suspicion_bounds(
         cluster.crash(victim)
         crashed_at = trio.current_time()
         others = [n for n in names(N) if n != victim]
-        await wait_for(lambda: cluster.views_agree(DEAD, about=[victim]), timeout=120, what="dead everywhere")
+        await wait_for(
+            lambda: cluster.views_agree(DEAD, about=[victim]), timeout=120, what="dead everywhere"
+        )
 
-        minimum, maximum = suspicion_bounds(cfg.suspicion_mult, cfg.suspicion_max_timeout_mult, N, cfg.probe_interval)
+        minimum, maximum = suspicion_bounds(
+            cfg.suspicion_mult, cfg.suspicion_max_timeout_mult, N, cfg.probe_interval
+        )
         suspects = log.of(MemberEventKind.SUSPECT, victim)
         deaths = {observer: t for t, observer, _ in log.of(MemberEventKind.DEAD, victim)}
         assert set(deaths) == set(others)
@@ -78,8 +85,10 @@ async def test_crashed_node_is_dead_everywhere_within_the_suspicion_bounds(
         gossip_slack = cfg.gossip_interval * cfg.retransmit_mult * 2
         assert max(deaths.values()) <= first_suspicion + maximum + gossip_slack
         med = statistics.median(deaths.values()) - crashed_at
-        print(f"first suspicion {first_suspicion - crashed_at:.2f}s, median dead {med:.2f}s, "
-              f"min/max timeout {minimum:.2f}/{maximum:.2f}s")
+        print(
+            f"first suspicion {first_suspicion - crashed_at:.2f}s, median dead {med:.2f}s, "
+            f"min/max timeout {minimum:.2f}/{maximum:.2f}s"
+        )
         watchers.cancel_scope.cancel()
 
 
@@ -100,7 +109,8 @@ async def test_graceful_leave_is_left_everywhere_and_never_a_failure(
         took = await wait_for(lambda: cluster.views_agree(LEFT, about=["n010"]), timeout=10)
         await trio.sleep(60)  # long after: nobody turned it into a failure
         assert cluster.views_agree(LEFT, about=["n010"]) or all(
-            n.member("n010") is None for n in cluster.live()  # reaped after gossip_to_the_dead
+            n.member("n010") is None
+            for n in cluster.live()  # reaped after gossip_to_the_dead
         )
         assert log.of(MemberEventKind.DEAD, "n010") == []
         assert log.of(MemberEventKind.SUSPECT, "n010") == []
@@ -148,8 +158,9 @@ async def test_partition_each_side_declares_the_other_dead_then_heals(
         for node in cluster.live():
             await watchers.start(log.follow, node)
         net.partition([(n, 7946) for n in side_a], [(n, 7946) for n in side_b])
-        await wait_for(lambda: cross <= declared_dead(), timeout=180,
-                       what="each side declares the other dead")
+        await wait_for(
+            lambda: cross <= declared_dead(), timeout=180, what="each side declares the other dead"
+        )
         assert {(o, m) for o, m in declared_dead() if (o in side_a) == (m in side_a)} == set()
         assert cluster.views_agree(ALIVE, about=side_a, observers=side_a)
         assert cluster.views_agree(ALIVE, about=side_b, observers=side_b)
@@ -174,18 +185,27 @@ async def test_partition_longer_than_tombstones_still_merges_by_reconnect(
         cfg = cluster.nodes["n000"].config
         # Wait until every tombstone of the other side is reaped.
         await wait_for(
-            lambda: all(n.member(o) is None for n in cluster.live()
-                        for o in (side_b if n.name in side_a else side_a)),
-            timeout=300, what="tombstones reaped",
+            lambda: all(
+                n.member(o) is None
+                for n in cluster.live()
+                for o in (side_b if n.name in side_a else side_a)
+            ),
+            timeout=300,
+            what="tombstones reaped",
         )
         net.heal()
-        took = await wait_for(lambda: cluster.views_agree(ALIVE), timeout=10 * cfg.reconnect_interval,
-                              what="merged after long partition")
+        took = await wait_for(
+            lambda: cluster.views_agree(ALIVE),
+            timeout=10 * cfg.reconnect_interval,
+            what="merged after long partition",
+        )
         print(f"merged by reconnect in {took:.1f} virtual s")
         assert_no_malformed(cluster)
 
 
-async def test_join_with_no_reachable_seed_is_a_clear_error(sim_clock: trio.testing.MockClock) -> None:
+async def test_join_with_no_reachable_seed_is_a_clear_error(
+    sim_clock: trio.testing.MockClock,
+) -> None:
     net = MemoryNetwork(seed=7)
     cfg = MeshConfig.lan(name="lonely", bind=("lonely", 1), join_timeout=3)
     async with MeshNode.open(cfg, net.endpoint(cfg.bind)) as node:
@@ -204,7 +224,9 @@ async def test_overlay_broadcast_datagram_and_request(sim_clock: trio.testing.Mo
         await cluster.start_many(names(10))
         await wait_for(lambda: cluster.views_agree(ALIVE), timeout=30)
         for node in cluster.live():
-            node.register_handler("votes", lambda src, payload, n=node.name: got.setdefault(n, []).append(payload))
+            node.register_handler(
+                "votes", lambda src, payload, n=node.name: got.setdefault(n, []).append(payload)
+            )
 
             async def echo(src: tuple[str, int], payload: bytes, n: str = node.name) -> bytes:
                 return n.encode() + b":" + payload
@@ -236,17 +258,27 @@ async def test_events_follow_a_member_lifecycle(sim_clock: trio.testing.MockCloc
             with trio.fail_after(120):
                 async for ev in events:
                     seen.append((ev.kind, ev.member.name))
-                    if (MemberEventKind.DEAD, "n002") in seen and (MemberEventKind.JOIN, "n009") in seen \
-                            and (MemberEventKind.UPDATE, "n001") in seen:
+                    if (
+                        (MemberEventKind.DEAD, "n002") in seen
+                        and (MemberEventKind.JOIN, "n009") in seen
+                        and (MemberEventKind.UPDATE, "n001") in seen
+                    ):
                         break
-        assert seen.index((MemberEventKind.SUSPECT, "n002")) < seen.index((MemberEventKind.DEAD, "n002"))
+        assert seen.index((MemberEventKind.SUSPECT, "n002")) < seen.index(
+            (MemberEventKind.DEAD, "n002")
+        )
 
 
-async def test_nodes_with_different_cluster_labels_never_merge(sim_clock: trio.testing.MockClock) -> None:
+async def test_nodes_with_different_cluster_labels_never_merge(
+    sim_clock: trio.testing.MockClock,
+) -> None:
     net = MemoryNetwork(seed=10)
     blue = MeshConfig.lan(name="blue", bind=("blue", 1), cluster_label="blue", join_timeout=2)
     green = MeshConfig.lan(name="green", bind=("green", 1), cluster_label="green")
-    async with MeshNode.open(blue, net.endpoint(blue.bind)) as b, MeshNode.open(green, net.endpoint(green.bind)) as g:
+    async with (
+        MeshNode.open(blue, net.endpoint(blue.bind)) as b,
+        MeshNode.open(green, net.endpoint(green.bind)) as g,
+    ):
         with pytest.raises(JoinError):
             await b.join([("green", 1)])
         assert g.member("blue") is None and b.member("green") is None

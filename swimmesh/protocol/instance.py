@@ -152,6 +152,7 @@ class SwimInstance:
         self._gossip_timer: Timer | None = None
         self._active_push_pulls = 0
         self._next_repair = -math.inf
+        self._reasserted: dict[Address, float] = {}
         self._seen_user: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._user_seq = 0
 
@@ -233,7 +234,7 @@ class SwimInstance:
             self.stats.messages_received += 1
             match msg:
                 case ClaimMessage(claim):
-                    self._on_claim(claim, now)
+                    self._on_claim(claim, now, source=source)
                 case Ping():
                     self._on_ping(source, msg, now)
                 case Ack(seq):
@@ -346,7 +347,9 @@ class SwimInstance:
             self._user_seq += 1
             key = f"{self.name}/{self._user_seq}"
         self._seen_user[(kind, key)] = payload
-        self._broadcasts.queue(("u", kind, key), codec.encode_message(UserMessage(kind, payload, key)))
+        self._broadcasts.queue(
+            ("u", kind, key), codec.encode_message(UserMessage(kind, payload, key))
+        )
         self._arm_gossip(now)
 
     def _first_sighting(self, kind: str, key: str, payload: bytes, now: float) -> bool:
@@ -380,19 +383,35 @@ class SwimInstance:
         self._table[self.name] = state
         self._queue_claim(claim, now)
 
+    def _reassert(self, address: Address, now: float) -> None:
+        """A peer still repeats a suspicion we already refuted (it missed the refutation):
+        tell it our current incarnation directly, at most once per probe interval."""
+        if self._reasserted.get(address, -math.inf) > now:
+            return
+        if len(self._reasserted) > 4096:
+            self._reasserted = {a: t for a, t in self._reasserted.items() if t > now}
+        self._reasserted[address] = now + self.config.probe_interval
+        self._send(address, [codec.encode_message(ClaimMessage(self._self_claim()))])
+
     def _queue_claim(self, claim: Claim, now: float) -> None:
         self._broadcasts.queue(("m", claim.name), codec.encode_message(ClaimMessage(claim)))
         self._arm_gossip(now)
 
-    def _on_claim(self, claim: Claim, now: float, rebroadcast: bool = True) -> None:
+    def _on_claim(
+        self, claim: Claim, now: float, rebroadcast: bool = True, source: Address | None = None
+    ) -> None:
         if claim.name == self.name:
-            self._claim_about_self(claim, now)
+            self._claim_about_self(claim, now, source)
             return
         if self._apply(claim, now) and rebroadcast:
             self._queue_claim(claim, now)
 
-    def _claim_about_self(self, claim: Claim, now: float) -> None:
-        if self.leaving or claim.incarnation < self.incarnation:
+    def _claim_about_self(self, claim: Claim, now: float, source: Address | None) -> None:
+        if self.leaving:
+            return
+        if claim.incarnation < self.incarnation:
+            if claim.status is not _ALIVE and source is not None:
+                self._reassert(source, now)
             return
         if claim.status is _ALIVE:
             me = self._table[self.name]
@@ -408,7 +427,11 @@ class SwimInstance:
         self.stats.refutations += 1
         log.debug(
             "refuting claim about self",
-            extra={"node": self.name, "status": claim.status.label, "incarnation": self.incarnation},
+            extra={
+                "node": self.name,
+                "status": claim.status.label,
+                "incarnation": self.incarnation,
+            },
         )
         self._publish_self(now)
 
@@ -493,11 +516,7 @@ class SwimInstance:
 
         def reap(now: float) -> None:
             state = self._table.get(name)
-            if (
-                state is not None
-                and state.status in (_DEAD, _LEFT)
-                and state.last_change == since
-            ):
+            if state is not None and state.status in (_DEAD, _LEFT) and state.last_change == since:
                 del self._table[name]
                 self._gossip.discard(name)
 
@@ -628,7 +647,9 @@ class SwimInstance:
             state = self._table.get(probe.target)
             if state is None or state.status not in (_ALIVE, _SUSPECT) or self.leaving:
                 return
-            claim = Claim(probe.target, state.incarnation, _SUSPECT, state.address, source=self.name)
+            claim = Claim(
+                probe.target, state.incarnation, _SUSPECT, state.address, source=self.name
+            )
             self._on_claim(claim, now)
 
         return on_end
@@ -668,7 +689,9 @@ class SwimInstance:
         rtt_ms = (now - handler.sent) * 1000.0
         state.last_rtt_ms = rtt_ms
         alpha = self.config.rtt_alpha
-        state.rtt_ms = rtt_ms if state.rtt_ms is None else state.rtt_ms + alpha * (rtt_ms - state.rtt_ms)
+        state.rtt_ms = (
+            rtt_ms if state.rtt_ms is None else state.rtt_ms + alpha * (rtt_ms - state.rtt_ms)
+        )
         if self.config.lifeguard and now - handler.sent <= self._scaled(self.config.probe_timeout):
             self._awareness.apply(-1)
 
@@ -765,7 +788,6 @@ class SwimInstance:
         for address in targets:
             self.stats.reconnect_attempts += 1
             self._start_stream(address, self.push_pull_message(join=True), "reconnect")
-
 
 
 def _check_metadata(metadata: Mapping[str, str], limit: int) -> None:

@@ -32,7 +32,13 @@ class Suspicion:
     __slots__ = ("confirmers", "incarnation", "k", "maximum", "minimum", "start")
 
     def __init__(
-        self, start: float, incarnation: int, first_source: str, k: int, minimum: float, maximum: float
+        self,
+        start: float,
+        incarnation: int,
+        first_source: str,
+        k: int,
+        minimum: float,
+        maximum: float,
     ) -> None:
         self.start = start
         self.incarnation = incarnation
@@ -53,4 +59,6 @@ class Suspicion:
         return len(self.confirmers) - 1
 
     def deadline(self) -> float:
-        return self.start + suspicion_timeout(self.minimum, self.maximum, self.confirmations, self.k)
+        return self.start + suspicion_timeout(
+            self.minimum, self.maximum, self.confirmations, self.k
+        )

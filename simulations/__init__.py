@@ -1,0 +1,1 @@
+"""Scenarios that run whole meshes in virtual time, shared by tests and benchmarks."""
