@@ -9,6 +9,7 @@ packets without re-encoding. Any malformed input raises :class:`DecodeError` and
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import cbor2
@@ -107,7 +108,7 @@ def _address(host: Any, port: Any) -> Address:
     return (_str(host, "host", MAX_HOST_CHARS), _int(port, "port", 0, 65_535))
 
 
-def _metadata(value: Any) -> dict[str, str]:
+def _metadata(value: Any) -> Mapping[str, str]:
     if type(value) is not dict or len(value) > MAX_METADATA_ENTRIES:
         raise _bad(f"metadata: expected a map of at most {MAX_METADATA_ENTRIES} entries")
     total = 0
@@ -117,7 +118,7 @@ def _metadata(value: Any) -> dict[str, str]:
         total += len(key) + len(item)
     if total > MAX_METADATA_CHARS:
         raise _bad("metadata: too large")
-    return value
+    return MappingProxyType(value)  # freshly decoded: share it read-only instead of copying
 
 
 def _arity(items: list[Any], n: int, what: str) -> None:
@@ -188,7 +189,22 @@ def _state_fields(claim: Claim) -> list[Any]:
 
 def encode_message(msg: PacketMessage | StreamMessage) -> bytes:
     """Encode one message as a CBOR array (to be packed into a packet or frame)."""
+    if isinstance(msg, PushPull) and msg.encoded is not None:
+        return b"".join(
+            (
+                b"\x83",
+                cbor2.dumps(int(MessageType.PUSH_PULL)),
+                cbor2.dumps(msg.join),
+                _array_header(len(msg.encoded)),
+                *msg.encoded,
+            )
+        )
     return cbor2.dumps(_message_fields(msg))
+
+
+def encode_state(claim: Claim) -> bytes:
+    """Encode one push-pull state entry (cached by the member table)."""
+    return cbor2.dumps(_state_fields(claim))
 
 
 def _array_header(n: int) -> bytes:
@@ -196,7 +212,9 @@ def _array_header(n: int) -> bytes:
         return bytes((0x80 + n,))
     if n < 256:
         return bytes((0x98, n))
-    return bytes((0x99,)) + n.to_bytes(2, "big")
+    if n < 65536:
+        return bytes((0x99,)) + n.to_bytes(2, "big")
+    return bytes((0x9A,)) + n.to_bytes(4, "big")
 
 
 def packet_header_size(label: str, n_messages: int = MAX_MESSAGES_PER_PACKET) -> int:

@@ -39,6 +39,9 @@ class MemberStatus(enum.IntEnum):
 
 
 def _freeze(metadata: Mapping[str, str]) -> Mapping[str, str]:
+    """A read-only view; an existing read-only view is shared, anything else is copied."""
+    if type(metadata) is MappingProxyType:
+        return metadata
     return MappingProxyType(dict(metadata))
 
 
@@ -114,6 +117,8 @@ class MemberState:
     last_change: float = 0.0
     rtt_ms: float | None = None
     last_rtt_ms: float | None = None
+    _claim: Claim | None = None
+    _encoded: bytes | None = None
 
     @classmethod
     def from_claim(cls, claim: Claim, now: float) -> MemberState:
@@ -131,6 +136,14 @@ class MemberState:
 
     def merge(self, claim: Claim, now: float) -> tuple[bool, bool]:
         """Fold ``claim`` into this state; return ``(status_changed, identity_changed)``."""
+        if (
+            claim.incarnation == self.incarnation
+            and claim.status is self.status
+            and claim.meta_version == self.meta_version
+            and claim.address == self.address
+            and (claim.status is not MemberStatus.ALIVE or claim.metadata == self.metadata)
+        ):
+            return False, False  # an exact echo of what we already hold: merging is a no-op
         status_changed = False
         identity_changed = False
         if claim.status_key() > (self.incarnation, int(self.status)):
@@ -149,6 +162,7 @@ class MemberState:
                 )
                 self.meta_version = claim.meta_version
                 self.metadata = claim.metadata
+        self._claim = self._encoded = None  # the register moved, even if nothing shows yet
         if status_changed or identity_changed:
             self.last_change = now
         return status_changed, identity_changed
@@ -166,17 +180,26 @@ class MemberState:
             last_change=self.last_change,
         )
 
-    def to_claim(self, source: str = "") -> Claim:
+    def to_claim(self) -> Claim:
         """This state as one claim (for push-pull), carrying status and identity."""
-        return Claim(
-            name=self.name,
-            incarnation=self.incarnation,
-            status=self.status,
-            address=self.address,
-            meta_version=self.meta_version,
-            metadata=self.metadata,
-            source=source,
-        )
+        if self._claim is None:
+            self._claim = Claim(
+                name=self.name,
+                incarnation=self.incarnation,
+                status=self.status,
+                address=self.address,
+                meta_version=self.meta_version,
+                metadata=self.metadata,
+            )
+        return self._claim
+
+    def encoded(self) -> bytes:
+        """This state as an encoded push-pull entry, cached until the state changes."""
+        if self._encoded is None:
+            from .codec import encode_state
+
+            self._encoded = encode_state(self.to_claim())
+        return self._encoded
 
 
 def merge_claims(

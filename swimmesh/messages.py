@@ -90,6 +90,8 @@ class PushPull:
 
     join: bool
     states: tuple[Claim, ...]
+    encoded: tuple[bytes, ...] | None = attrs.field(default=None, eq=False, repr=False)
+    """The states already encoded, one per entry (a sender-side cache; never decoded)."""
 
 
 @attrs.frozen

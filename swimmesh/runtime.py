@@ -174,6 +174,10 @@ class MeshNode:
     def member(self, name: str) -> Member | None:
         return self._instance.member(name)
 
+    def status_of(self, name: str) -> MemberStatus | None:
+        """The status of ``name``, or None if unknown (cheaper than :meth:`member`)."""
+        return self._instance.status_of(name)
+
     def alive_members(self) -> list[Member]:
         return [m for m in self._instance.members() if m.status is MemberStatus.ALIVE]
 

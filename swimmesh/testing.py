@@ -130,8 +130,7 @@ class Cluster:
         watchers = [self.nodes[n] for n in observers] if observers is not None else self.live()
         for node in watchers:
             for name in about_names:
-                m = node.member(name)
-                if m is None or m.status is not status:
+                if node.status_of(name) is not status:
                     return False
         return True
 

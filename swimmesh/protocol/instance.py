@@ -191,7 +191,16 @@ class SwimInstance:
         return self._live
 
     def retransmit_limit(self) -> int:
-        return self.config.retransmit_mult * math.ceil(math.log10(self._live + 1))
+        """memberlist's ``mult * ceil(log10(n + 1))``, but never below ``2 * mult``: during a
+        join storm a claim queued while the mesh was tiny would otherwise retire after a handful
+        of sends and miss the nodes that join meanwhile (Serf's join tail)."""
+        mult = self.config.retransmit_mult
+        return mult * max(2, math.ceil(math.log10(self._live + 1)))
+
+    def status_of(self, name: str) -> MemberStatus | None:
+        """The status of ``name`` without building a view (cheap, for polling)."""
+        state = self._table.get(name)
+        return None if state is None else state.status
 
     def suspicion_bounds(self) -> tuple[float, float]:
         """Current ``(min, max)`` suspicion timeouts for this node's view of the cluster."""
@@ -276,7 +285,12 @@ class SwimInstance:
 
     def push_pull_message(self, join: bool) -> PushPull:
         self.stats.push_pulls += 1
-        return PushPull(join=join, states=tuple(s.to_claim() for s in self._table.values()))
+        states = self._table.values()
+        return PushPull(
+            join=join,
+            states=tuple(s.to_claim() for s in states),
+            encoded=tuple(s.encoded() for s in states),
+        )
 
     def merge_remote_state(
         self, msg: PushPull, now: float, peer: Address, *, initiator: bool = False
@@ -300,13 +314,13 @@ class SwimInstance:
                 self.seeds.append(seed)
 
     def joined(self, now: float) -> None:
-        """After a join, settle with a few extra push-pulls (1, 2, 4, ... probe intervals
-        later, below the push-pull interval) so a claim missed in the join storm is repaired
-        in seconds rather than at the next full anti-entropy round."""
-        delay = self.config.probe_interval
-        while delay < self.config.push_pull_interval:
-            self._timers.schedule(now + delay, self._settle_tick)
-            delay *= 2
+        """After a join, settle with two extra push-pulls with random peers (after 1 and 5
+        probe intervals) so a claim missed in the join storm is repaired in seconds rather than
+        at the next full anti-entropy round."""
+        for intervals in (1, 5):
+            delay = intervals * self.config.probe_interval * self.rng.uniform(1.0, 1.5)
+            if delay < self.config.push_pull_interval:
+                self._timers.schedule(now + delay, self._settle_tick)
 
     def _settle_tick(self, now: float) -> None:
         if self.leaving:
@@ -659,17 +673,19 @@ class SwimInstance:
             self.stats.dropped["misdirected"] += 1
             return
         self._send(source, [codec.encode_message(Ack(ping.seq))])
-        if ping.source not in self._table:
-            self._repair_from(source, now)
+        if ping.source not in self._table and now >= self._next_repair:
+            # A peer we do not know probes us. Its alive claim may still be on its way (a join
+            # storm); if it is still unknown one probe interval later we missed it, and likely
+            # others: pull the peer's whole table. At most one repair per probe interval.
+            self._next_repair = now + self.config.probe_interval
+            name = ping.source
 
-    def _repair_from(self, address: Address, now: float) -> None:
-        """A peer we do not know is probing us: we missed its alive claim (and likely others),
-        so pull its whole table. At most one such repair per probe interval."""
-        if now < self._next_repair or self.leaving:
-            return
-        self._next_repair = now + self.config.probe_interval
-        self.stats.repairs += 1
-        self._start_stream(address, self.push_pull_message(join=False), "repair")
+            def repair(now: float) -> None:
+                if name not in self._table and not self.leaving:
+                    self.stats.repairs += 1
+                    self._start_stream(source, self.push_pull_message(join=False), "repair")
+
+            self._timers.schedule(now + self.config.probe_interval, repair)
 
     def _on_ack(self, source: Address, seq: int, now: float) -> None:
         handler = self._handlers.pop(seq, None)
