@@ -1,118 +1,214 @@
-"""The ``swimmesh`` command line: ``demo`` and ``simulate`` (the agent and the ``mesh`` read
-commands arrive with the network layer)."""
+"""The ``swimmesh`` command line.
+
+``agent`` runs a node; ``demo`` starts a local mesh of agents; ``mesh peers list`` reads an
+agent's control plane; ``keys`` and ``tls`` manage secrets; ``simulate`` runs scenarios.
+Exit codes: 0 ok, 1 error, 2 timeout.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
+import signal
+import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
 
 from . import __version__
-from .config import PRESETS, MeshConfig
+from .agentconfig import load_settings, parse_duration
+from .config import PRESETS, ConfigError, MeshConfig
+from .crypto import KeyringError, decode_key, encode_key, generate_key
+from .logs import setup_logging
 from .member import Member, MemberStatus
-from .runtime import MeshNode
-from .testing import MemoryNetwork, wait_for
 
 EXIT_OK, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2
+DEFAULT_URL = "http://127.0.0.1:7947"
 
 
-def _table(members: Sequence[Member]) -> str:
-    rows = [("Node", "Address", "Status", "Inc", "RTT (ms)", "Tags")]
-    for m in sorted(members, key=lambda m: m.name):
-        host, port = m.address
-        rtt = f"{m.rtt_ms:.2f}" if m.rtt_ms is not None else "-"
-        tags = ",".join(f"{k}={v}" for k, v in sorted(m.metadata.items()))
-        rows.append((m.name, f"{host}:{port}", m.status.label, str(m.incarnation), rtt, tags))
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# -- HTTP helpers -----------------------------------------------------------------------------
+
+
+def _timeout(text: str) -> float:
+    try:
+        return parse_duration(text, "--timeout")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _call(
+    method: str, url: str, path: str, timeout: float, token: str | None = None, body: Any = None
+) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.request(
+            method, url.rstrip("/") + path, json=body, headers=headers, timeout=timeout
+        )
+    except httpx.TimeoutException:
+        raise CliError(f"timed out after {timeout:g}s talking to {url}", EXIT_TIMEOUT) from None
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach {url}: {exc}") from None
+    try:
+        data = response.json() if response.content else None
+    except ValueError:
+        raise CliError(
+            f"{url}{path} answered {response.status_code} with non-JSON content"
+        ) from None
+    if response.status_code >= 400 and not (isinstance(data, dict) and "failed" in data):
+        message = data.get("error") if isinstance(data, dict) else response.text
+        raise CliError(f"{url}{path}: HTTP {response.status_code}: {message}")
+    return data
+
+
+def _render(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
     )
 
 
-async def _demo(nodes: int, preset: str, seed: int, out: Any) -> int:
-    """Start ``nodes`` nodes on an in-memory network in real time, then crash one and make
-    another leave, printing what every node sees."""
-    net = MemoryNetwork(seed=seed)
-    net.set_latency(0.001, 0.0005)
-    names = [f"node-{i}" for i in range(nodes)]
-    running: dict[str, MeshNode] = {}
-    scopes: dict[str, trio.CancelScope] = {}
-
-    async def run(name: str, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        cfg = MeshConfig.from_preset(
-            preset,
-            name=name,
-            bind=(name, 7946),
-            seed=seed + len(running),
-            metadata={"role": "demo", "index": name.split("-")[1]},
+def peers_table(doc: dict[str, Any]) -> str:
+    rows = [
+        [
+            "Node",
+            "Address",
+            "Status",
+            "Inc",
+            "RTT (ms)",
+            "Role",
+            "Cluster",
+            "Region",
+            "Version",
+            "Tags",
+        ]
+    ]
+    for p in doc.get("peers", []):
+        md = p.get("metadata") or {}
+        labels = md.get("labels") or {}
+        rtt = p.get("rttMs")
+        rows.append(
+            [
+                str(p.get("nodeId")),
+                str(p.get("address", md.get("endpoint", ""))),
+                str(p.get("status")),
+                str(p.get("incarnation", "")),
+                "-" if rtt is None else f"{rtt:.2f}",
+                md.get("role") or "-",
+                md.get("clusterId") or "-",
+                md.get("region") or "-",
+                md.get("meshVersion") or "-",
+                ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+            ]
         )
-        with trio.CancelScope() as scope:
-            scopes[name] = scope
-            async with MeshNode.open(cfg, net.endpoint(cfg.bind)) as node:
-                running[name] = node
-                task_status.started()
-                await trio.sleep_forever()
+    return _render(rows)
 
-    def everyone_sees(status: MemberStatus, about: str) -> bool:
-        return all(
-            (m := n.member(about)) is not None and m.status is status
-            for k, n in running.items()
-            if k != about
-        )
 
-    async with trio.open_nursery() as nursery:
-        for name in names:
-            await nursery.start(run, name)
-        start = trio.current_time()
-        for name in names[1:]:
-            await running[name].join([(names[0], 7946)])
-        took = await wait_for(
-            lambda: all(len(n.alive_members()) == nodes for n in running.values()),
-            timeout=30,
-            what="mesh formation",
-        )
-        print(f"{nodes} nodes formed a mesh in {took * 1000:.0f} ms ({preset} preset)\n", file=out)
-        print(_table(running[names[0]].members()), file=out)
-        if nodes >= 3:
-            victim, leaver = names[-1], names[-2]
-            scopes[victim].cancel()
-            del running[victim]
-            took = await wait_for(
-                lambda: everyone_sees(MemberStatus.DEAD, victim),
-                timeout=60,
-                what="failure detection",
-            )
-            print(f"\ncrashed {victim}: every node saw it Dead after {took:.2f} s", file=out)
-            await running[leaver].leave()
-            scopes[leaver].cancel()
-            del running[leaver]
-            took = await wait_for(
-                lambda: everyone_sees(MemberStatus.LEFT, leaver), timeout=10, what="leave"
-            )
-            print(
-                f"{leaver} left gracefully: every node saw it Left after {took * 1000:.0f} ms\n",
-                file=out,
-            )
-            print(_table(running[names[0]].members()), file=out)
-        print(f"\ndemo finished in {trio.current_time() - start:.1f} s", file=out)
-        nursery.cancel_scope.cancel()
+# -- commands ---------------------------------------------------------------------------------
+
+
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from .agent import AgentError, print_ready, run_agent
+
+    flags = {
+        "node_id": args.node_id,
+        "bind": args.bind,
+        "advertise": args.advertise,
+        "join": args.join,
+        "control": args.control,
+        "preset": args.preset,
+        "key": args.key,
+        "keyring_file": args.keyring_file,
+        "insecure": True if args.insecure else None,
+        "control_token": args.control_token,
+        "data_dir": args.data_dir,
+        "log_level": args.agent_log_level,
+        "log_format": args.log_format,
+        "cluster_label": args.cluster_label,
+    }
+    try:
+        settings = load_settings(args.config, os.environ, flags)
+        setup_logging(settings.log_level, settings.log_format)
+        reason = trio.run(lambda: run_agent(settings, announce=print_ready))
+    except (ConfigError, AgentError, KeyringError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
+    logging.getLogger("swimmesh.agent").info("agent stopped", extra={"reason": reason})
     return EXIT_OK
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    if args.nodes < 1 or args.nodes > 500:
-        print("error: --nodes must be between 1 and 500", file=sys.stderr)
-        return EXIT_ERROR
+def _cmd_peers_list(args: argparse.Namespace) -> int:
+    doc = _call("GET", args.url, "/control/peers", args.timeout)
+    print(json.dumps(doc, indent=2) if args.format == "json" else peers_table(doc))
+    return EXIT_OK
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    token: str | None = args.token or os.environ.get("SWIMMESH_CONTROL_TOKEN")
+    return token
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    if args.keys_command == "generate":
+        print(encode_key(generate_key()))
+        return EXIT_OK
+    if args.keys_command == "list":
+        doc = _call("GET", args.url, "/control/keys", args.timeout, _token(args))
+        if args.format == "json":
+            print(json.dumps(doc, indent=2))
+        elif not doc.get("encrypted"):
+            print("gossip encryption is not enabled")
+        else:
+            for key in doc["keys"]:
+                print(f"{key}{'  (primary)' if key == doc['primary'] else ''}")
+        return EXIT_OK
     try:
-        return trio.run(_demo, args.nodes, args.preset, args.seed, sys.stdout)
-    except TimeoutError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_TIMEOUT
+        decode_key(args.key)
+    except KeyringError as exc:
+        raise CliError(str(exc)) from None
+    doc = _call(
+        "POST",
+        args.url,
+        f"/control/keys/{args.keys_command}",
+        args.timeout,
+        _token(args),
+        {"key": args.key},
+    )
+    if args.format == "json":
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"{doc['op']}: {doc['succeeded']}/{doc['members']} members")
+        for name, error in sorted(doc["failed"].items()):
+            print(f"  {name}: {error}")
+    return EXIT_OK if not doc["failed"] else EXIT_ERROR
+
+
+def _cmd_tls(args: argparse.Namespace) -> int:
+    from .devcerts import create_ca, create_cert
+
+    out = Path(args.out)
+    if args.tls_command == "ca":
+        cert, key = create_ca(out)
+        print(f"wrote {cert} and {key}")
+    else:
+        cert, key = create_cert(Path(args.ca_dir), args.name, out, args.host or None)
+        print(f"wrote {cert} and {key}")
+    return EXIT_OK
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -138,6 +234,215 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- demo -------------------------------------------------------------------------------------
+
+
+class _Agents:
+    """Agent processes this demo started; stopped by PID, never by name."""
+
+    def __init__(self) -> None:
+        self.procs: dict[str, subprocess.Popen[str]] = {}
+        self.info: dict[str, dict[str, Any]] = {}
+
+    def start(self, name: str, preset: str, join: str | None) -> dict[str, Any]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "swimmesh",
+            "agent",
+            "--node-id",
+            name,
+            "--bind",
+            "127.0.0.1:0",
+            "--control",
+            "127.0.0.1:0",
+            "--preset",
+            preset,
+            "--log-level",
+            "warning",
+        ]
+        if join:
+            cmd += ["--join", join]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.procs[name] = proc
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise CliError(f"agent {name} exited before it was ready (code {proc.wait()})")
+        self.info[name] = json.loads(line)
+        return self.info[name]
+
+    def signal(self, name: str, sig: int) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(sig)
+        proc.wait(timeout=15)
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            proc = self.procs.pop(name)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            proc.wait(timeout=15)
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise CliError(f"{what} did not happen within {timeout:g}s", EXIT_TIMEOUT)
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def _statuses(url: str) -> dict[str, str]:
+    try:
+        doc = _call("GET", url, "/control/peers", 2.0)
+    except CliError:
+        return {}
+    return {p["nodeId"]: p["status"] for p in doc["peers"]}
+
+
+def _demo_agents(args: argparse.Namespace) -> int:
+    agents = _Agents()
+    names = [f"node-{i}" for i in range(args.nodes)]
+    try:
+        first = agents.start(names[0], args.preset, None)
+        for name in names[1:]:
+            agents.start(name, args.preset, first["gossip"])
+        urls = {n: agents.info[n]["control"] for n in names}
+        took = _wait(
+            lambda: all(
+                list(_statuses(u).values()).count("Alive") == args.nodes for u in urls.values()
+            ),
+            30,
+            "mesh formation",
+        )
+        print(
+            f"{args.nodes} agents on 127.0.0.1 formed a mesh in {took * 1000:.0f} ms "
+            f"({args.preset} preset); control planes: {', '.join(urls.values())}\n"
+        )
+        print(peers_table(_call("GET", urls[names[0]], "/control/peers", 5)))
+        if args.nodes >= 3 and not args.keep:
+            victim, leaver = names[-1], names[-2]
+            agents.signal(victim, signal.SIGKILL)
+            rest = [u for n, u in urls.items() if n not in (victim, leaver)]
+            took = _wait(
+                lambda: all(_statuses(u).get(victim) == "Dead" for u in [*rest, urls[leaver]]),
+                60,
+                "failure detection",
+            )
+            print(f"\nkill -9 {victim}: every agent saw it Dead after {took:.2f} s")
+            agents.signal(leaver, signal.SIGTERM)
+            took = _wait(lambda: all(_statuses(u).get(leaver) == "Left" for u in rest), 10, "leave")
+            print(f"SIGTERM {leaver}: every agent saw it Left after {took * 1000:.0f} ms\n")
+            print(peers_table(_call("GET", urls[names[0]], "/control/peers", 5)))
+        if args.keep:
+            print("\nagents keep running; Ctrl+C stops them")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+    finally:
+        agents.stop_all()
+    return EXIT_OK
+
+
+async def _demo_in_process(nodes: int, preset: str, seed: int) -> int:
+    from .runtime import MeshNode
+    from .testing import MemoryNetwork, wait_for
+
+    net = MemoryNetwork(seed=seed)
+    net.set_latency(0.001, 0.0005)
+    names = [f"node-{i}" for i in range(nodes)]
+    running: dict[str, MeshNode] = {}
+    scopes: dict[str, trio.CancelScope] = {}
+
+    async def run(name: str, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        cfg = MeshConfig.from_preset(preset, name=name, bind=(name, 7946), seed=seed + len(running))
+        with trio.CancelScope() as scope:
+            scopes[name] = scope
+            async with MeshNode.open(cfg, net.endpoint(cfg.bind)) as node:
+                running[name] = node
+                task_status.started()
+                await trio.sleep_forever()
+
+    def everyone_sees(status: MemberStatus, about: str) -> bool:
+        return all(n.status_of(about) is status for k, n in running.items() if k != about)
+
+    def table(members: list[Member]) -> str:
+        rows = [["Node", "Address", "Status", "Inc", "RTT (ms)"]]
+        for m in sorted(members, key=lambda m: m.name):
+            rtt = "-" if m.rtt_ms is None else f"{m.rtt_ms:.2f}"
+            rows.append(
+                [m.name, f"{m.address[0]}:{m.address[1]}", m.status.label, str(m.incarnation), rtt]
+            )
+        return _render(rows)
+
+    async with trio.open_nursery() as nursery:
+        for name in names:
+            await nursery.start(run, name)
+        for name in names[1:]:
+            await running[name].join([(names[0], 7946)])
+        took = await wait_for(
+            lambda: all(len(n.alive_members()) == nodes for n in running.values()),
+            timeout=30,
+            what="mesh formation",
+        )
+        print(f"{nodes} in-process nodes formed a mesh in {took * 1000:.0f} ms ({preset} preset)\n")
+        print(table(running[names[0]].members()))
+        if nodes >= 3:
+            victim, leaver = names[-1], names[-2]
+            scopes[victim].cancel()
+            del running[victim]
+            took = await wait_for(
+                lambda: everyone_sees(MemberStatus.DEAD, victim),
+                timeout=60,
+                what="failure detection",
+            )
+            print(f"\ncrashed {victim}: every node saw it Dead after {took:.2f} s")
+            await running[leaver].leave()
+            scopes[leaver].cancel()
+            del running[leaver]
+            took = await wait_for(
+                lambda: everyone_sees(MemberStatus.LEFT, leaver), timeout=10, what="leave"
+            )
+            print(f"{leaver} left: every node saw it Left after {took * 1000:.0f} ms\n")
+            print(table(running[names[0]].members()))
+        nursery.cancel_scope.cancel()
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    if not 1 <= args.nodes <= (500 if args.in_process else 50):
+        raise CliError("--nodes must be between 1 and 50 (500 with --in-process)")
+    if args.in_process:
+        try:
+            return trio.run(_demo_in_process, args.nodes, args.preset, args.seed)
+        except TimeoutError as exc:
+            raise CliError(str(exc), EXIT_TIMEOUT) from None
+    return _demo_agents(args)
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def _read_flags(p: argparse.ArgumentParser, token: bool = False) -> None:
+    p.add_argument(
+        "--url",
+        "-u",
+        default=os.environ.get("SWIMMESH_URL", DEFAULT_URL),
+        help=f"control plane URL (default {DEFAULT_URL})",
+    )
+    p.add_argument(
+        "--timeout", type=_timeout, default=10.0, help="e.g. 500ms, 5s, 1m (default 10s)"
+    )
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    if token:
+        p.add_argument("--token", help="control token (default: $SWIMMESH_CONTROL_TOKEN)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swimmesh", description="SWIM gossip mesh on Trio")
     parser.add_argument("--version", action="version", version=f"swimmesh {__version__}")
@@ -146,11 +451,79 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run a local in-process mesh and show detection and leave")
-    demo.add_argument("--nodes", type=int, default=5)
+    agent = sub.add_parser("agent", help="run a node until SIGINT/SIGTERM")
+    agent.add_argument("--node-id", help="node name (default mesh-<hostname>)")
+    agent.add_argument("--bind", help="gossip address, UDP and stream (default 127.0.0.1:7946)")
+    agent.add_argument("--advertise", help="address peers use to reach this node")
+    agent.add_argument("--join", action="append", default=[], help="seed HOST:PORT (repeatable)")
+    agent.add_argument("--control", help="control plane HOST:PORT (default 127.0.0.1:7947)")
+    agent.add_argument("--preset", choices=sorted(PRESETS), help="timing preset (default lan)")
+    agent.add_argument("--config", help="TOML or JSON configuration file")
+    agent.add_argument("--key", help="base64 gossip key (see `swimmesh keys generate`)")
+    agent.add_argument("--keyring-file", help="JSON keyring file (created from --key if absent)")
+    agent.add_argument(
+        "--insecure", action="store_true", help="allow unencrypted gossip off loopback"
+    )
+    agent.add_argument("--control-token", help="bearer token for mutating control endpoints")
+    agent.add_argument("--data-dir", help="directory for the keyring and the peer snapshot")
+    agent.add_argument("--cluster-label", help="label that keeps meshes apart")
+    agent.add_argument(
+        "--log-level", dest="agent_log_level", choices=["debug", "info", "warning", "error"]
+    )
+    agent.add_argument("--log-format", choices=["text", "json"])
+    agent.set_defaults(func=_cmd_agent)
+
+    demo = sub.add_parser("demo", help="start a local mesh of agents and show detection and leave")
+    demo.add_argument("--nodes", type=int, default=3)
     demo.add_argument("--preset", choices=sorted(PRESETS), default="fast")
-    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--keep", action="store_true", help="keep the agents running until Ctrl+C")
+    demo.add_argument(
+        "--in-process", action="store_true", help="nodes in this process on the in-memory network"
+    )
+    demo.add_argument("--seed", type=int, default=1, help="random seed (--in-process)")
     demo.set_defaults(func=_cmd_demo)
+
+    mesh = sub.add_parser("mesh", help="read an agent's control plane").add_subparsers(
+        dest="mesh_command", required=True
+    )
+    peers = mesh.add_parser("peers", help="members").add_subparsers(
+        dest="peers_command", required=True
+    )
+    plist = peers.add_parser("list", help="the members this agent knows")
+    _read_flags(plist)
+    plist.set_defaults(func=_cmd_peers_list)
+
+    keys = sub.add_parser("keys", help="gossip encryption keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    keys.add_parser("generate", help="print a new random key").set_defaults(func=_cmd_keys)
+    klist = keys.add_parser("list", help="keys installed on the agent")
+    _read_flags(klist, token=True)
+    klist.set_defaults(func=_cmd_keys)
+    for op, text in (
+        ("install", "install a key on every member"),
+        ("use", "make a key primary everywhere"),
+        ("remove", "remove a key everywhere"),
+    ):
+        kp = keys.add_parser(op, help=text)
+        kp.add_argument("key")
+        _read_flags(kp, token=True)
+        kp.set_defaults(func=_cmd_keys)
+
+    tls = sub.add_parser("tls", help="development certificates").add_subparsers(
+        dest="tls_command", required=True
+    )
+    ca = tls.add_parser("ca", help="create a CA (ca.pem, ca-key.pem)")
+    ca.add_argument("--out", default=".")
+    ca.set_defaults(func=_cmd_tls)
+    cert = tls.add_parser("cert", help="create a node certificate signed by the CA")
+    cert.add_argument("name")
+    cert.add_argument("--ca-dir", default=".")
+    cert.add_argument("--out", default=".")
+    cert.add_argument(
+        "--host", action="append", default=[], help="extra SAN: DNS name or IP (repeatable)"
+    )
+    cert.set_defaults(func=_cmd_tls)
 
     simulate = sub.add_parser("simulate", help="run a scenario in virtual time")
     simulate.add_argument(
@@ -168,14 +541,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    result: int = args.func(args)
+    args = build_parser().parse_args(argv)
+    if args.command != "agent":
+        setup_logging(args.log_level)
+    try:
+        result: int = args.func(args)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return EXIT_ERROR
     return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -97,6 +97,8 @@ class Member:
     last_rtt_ms: float | None = None
     last_change: float = 0.0
     """Node-local monotonic time of the last status or identity change."""
+    last_seen: float | None = None
+    """Node-local monotonic time of the last direct ack from this member."""
 
     @property
     def is_alive(self) -> bool:
@@ -117,6 +119,7 @@ class MemberState:
     last_change: float = 0.0
     rtt_ms: float | None = None
     last_rtt_ms: float | None = None
+    last_seen: float | None = None
     _claim: Claim | None = None
     _encoded: bytes | None = None
 
@@ -178,6 +181,7 @@ class MemberState:
             rtt_ms=self.rtt_ms,
             last_rtt_ms=self.last_rtt_ms,
             last_change=self.last_change,
+            last_seen=self.last_seen,
         )
 
     def to_claim(self) -> Claim:

@@ -255,7 +255,8 @@ class MeshNode:
         await self._flush()
         limit = timeout if timeout is not None else self.config.leave_timeout
         with trio.move_on_after(limit):
-            while self._instance.pending_broadcast(key):
+            # Wait until gossiped its full count, unless there is nobody left to tell.
+            while self._instance.pending_broadcast(key) and self._instance.live_count() > 1:
                 self._progress = trio.Event()
                 await self._progress.wait()
         log.info("left mesh", extra={"node": self.name})

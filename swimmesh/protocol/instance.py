@@ -8,6 +8,7 @@ was given, so a run with the same seed and the same inputs is the same run.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import random
@@ -79,6 +80,22 @@ class _Relay:
     acked: bool = False
 
 
+RTT_BUCKETS_MS = (0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0)
+
+
+@attrs.define(slots=True)
+class RttHistogram:
+    """Direct-probe round trips to one peer, bucketed as ``RTT_BUCKETS_MS`` (cumulative at
+    export time); plain counters so the core stays free of any metrics library."""
+
+    counts: list[int] = attrs.field(factory=lambda: [0] * (len(RTT_BUCKETS_MS) + 1))
+    total_ms: float = 0.0
+
+    def observe(self, rtt_ms: float) -> None:
+        self.counts[bisect.bisect_left(RTT_BUCKETS_MS, rtt_ms)] += 1
+        self.total_ms += rtt_ms
+
+
 @attrs.define(slots=True)
 class Stats:
     """Counters the driver exports as metrics."""
@@ -99,6 +116,7 @@ class Stats:
     bytes_received: int = 0
     messages_received: int = 0
     dropped: Counter[str] = attrs.field(factory=Counter)
+    rtt: dict[str, RttHistogram] = attrs.field(factory=dict)
 
 
 def push_pull_scale(interval: float, n: int) -> float:
@@ -533,6 +551,7 @@ class SwimInstance:
             if state is not None and state.status in (_DEAD, _LEFT) and state.last_change == since:
                 del self._table[name]
                 self._gossip.discard(name)
+                self.stats.rtt.pop(name, None)
 
         return reap
 
@@ -704,6 +723,11 @@ class SwimInstance:
             return  # acked through a relay: the target lives, but this is no RTT sample
         rtt_ms = (now - handler.sent) * 1000.0
         state.last_rtt_ms = rtt_ms
+        state.last_seen = now
+        hist = self.stats.rtt.get(state.name)
+        if hist is None:
+            hist = self.stats.rtt[state.name] = RttHistogram()
+        hist.observe(rtt_ms)
         alpha = self.config.rtt_alpha
         state.rtt_ms = (
             rtt_ms if state.rtt_ms is None else state.rtt_ms + alpha * (rtt_ms - state.rtt_ms)

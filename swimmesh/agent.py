@@ -1,0 +1,381 @@
+"""``swimmesh agent``: one node on the real network, with its control plane, until a signal.
+
+Composes the UDP/WebSocket transport, gossip encryption, the :class:`MeshNode`, Prometheus
+metrics, the HTTP control plane, cluster-wide key rotation and a peer snapshot for rejoining
+after a restart. SIGINT or SIGTERM (or ``POST /control/leave``) makes it leave gracefully.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cbor2
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from .agentconfig import AgentSettings
+from .clock import TrioClock
+from .config import ConfigError, MeshConfig, format_address, parse_address
+from .control import build_app
+from .crypto import Keyring, KeyringError, Sealer, decode_key, encode_key, save_atomic
+from .events import MemberEventKind
+from .metrics import node_registry
+from .runtime import JoinError, MeshNode, RequestError
+from .transport.net import NetOptions, NetTransport
+from .transport.sealed import SealedTransport
+from .transport.tls import TlsPolicy
+
+log = logging.getLogger("swimmesh.agent")
+
+KEYS_KIND = "swimmesh.keys"
+SNAPSHOT_INTERVAL = 30.0
+
+
+class AgentError(Exception):
+    """A reason the agent cannot start (printed as one line; exit code 1)."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _keyring(settings: AgentSettings) -> tuple[Keyring | None, Path | None]:
+    path: Path | None = None
+    if settings.keyring_file:
+        path = Path(settings.keyring_file)
+    elif settings.data_dir:
+        path = Path(settings.data_dir) / "keyring.json"
+    if path is not None and path.exists():
+        ring = Keyring.load(path)
+        if settings.key:
+            ring.install(decode_key(settings.key))
+        return ring, path
+    if settings.key:
+        ring = Keyring([decode_key(settings.key)])
+        if path is not None:
+            ring.save(path)
+        return ring, path
+    return None, path
+
+
+def _tls(settings: AgentSettings) -> TlsPolicy | None:
+    t = settings.tls
+    if not t:
+        return None
+    known = {
+        "certFile",
+        "keyFile",
+        "caFile",
+        "requireClientCert",
+        "allowedNames",
+        "allowedThumbprints",
+        "allowedFingerprints",
+        "minVersion",
+        "allowUntrustedCertificates",
+        "checkCertificateRevocation",
+        "reloadIntervalOverride",
+    }
+    unknown = set(t) - known
+    if unknown:
+        raise ConfigError(f"mesh.gossip.tls: unknown key(s) {', '.join(sorted(unknown))}")
+    if t.get("checkCertificateRevocation"):
+        log.warning("mesh.gossip.tls.checkCertificateRevocation is not supported and is ignored")
+    try:
+        return TlsPolicy(
+            cert_file=t.get("certFile"),
+            key_file=t.get("keyFile"),
+            ca_file=t.get("caFile"),
+            require_client_cert=bool(t.get("requireClientCert", False)),
+            allowed_names=tuple(t.get("allowedNames", ())),
+            allowed_fingerprints=tuple(t.get("allowedFingerprints", ()))
+            + tuple(t.get("allowedThumbprints", ())),
+            min_version=str(t.get("minVersion", "1.2")),
+            insecure_skip_verify=bool(t.get("allowUntrustedCertificates", False)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"mesh.gossip.tls: {exc}") from None
+
+
+class Agent:
+    """The running agent; the control plane reads and acts through it."""
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        node: MeshNode,
+        keyring: Keyring | None,
+        keyring_path: Path | None,
+        drops: Callable[[], dict[str, int]],
+    ) -> None:
+        self.settings = settings
+        self.node = node
+        self.keyring = keyring
+        self.keyring_path = keyring_path
+        self.control_token = settings.control_token
+        self.registry = node_registry(node, drops)
+        self.joined = not settings.join
+        self.shutdown = trio.Event()
+        self.shutdown_reason = ""
+        self._clock = TrioClock()
+        node.register_request_handler(KEYS_KIND, self._on_key_request)
+
+    def clock_now(self) -> float:
+        return self._clock.now()
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.shutdown.is_set() or self.node.instance.leaving:
+            return False, "leaving"
+        if not self.joined:
+            return False, "not joined yet"
+        return True, "joined"
+
+    def request_shutdown(self, reason: str) -> None:
+        if not self.shutdown.is_set():
+            self.shutdown_reason = reason
+            self.shutdown.set()
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def keys_json(self) -> dict[str, Any]:
+        if self.keyring is None:
+            return {"encrypted": False, "keys": [], "primary": None}
+        return {
+            "encrypted": True,
+            "primary": encode_key(self.keyring.primary),
+            "keys": [encode_key(k) for k in self.keyring.keys],
+        }
+
+    def apply_key_op(self, op: str, key: bytes) -> None:
+        if self.keyring is None:
+            raise KeyringError("gossip encryption is not enabled on this node")
+        if op == "install":
+            self.keyring.install(key)
+        elif op == "use":
+            self.keyring.use(key)
+        elif op == "remove":
+            self.keyring.remove(key)
+        else:
+            raise KeyringError(f"unknown key operation {op!r}")
+        if self.keyring_path is not None:
+            self.keyring.save(self.keyring_path)
+        log.info("keyring changed", extra={"node": self.node.name, "op": op})
+
+    async def _on_key_request(self, source: tuple[str, int], payload: bytes) -> bytes:
+        body = cbor2.loads(payload)
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("op"), str)
+            or not isinstance(body.get("key"), bytes)
+        ):
+            raise KeyringError("malformed key request")
+        self.apply_key_op(body["op"], body["key"])
+        return b"ok"
+
+    async def cluster_key_op(self, op: str, key: bytes) -> dict[str, Any]:
+        """Apply a key operation on every alive member (this one first), like ``serf keys``."""
+        failed: dict[str, str] = {}
+        try:
+            self.apply_key_op(op, key)
+        except KeyringError as exc:
+            return {"op": op, "members": 1, "succeeded": 0, "failed": {self.node.name: str(exc)}}
+        others = [m.name for m in self.node.alive_members() if m.name != self.node.name]
+        payload = cbor2.dumps({"op": op, "key": key})
+
+        async def one(name: str) -> None:
+            try:
+                await self.node.request(name, KEYS_KIND, payload, timeout=5.0)
+            except RequestError as exc:
+                failed[name] = str(exc)
+
+        async with trio.open_nursery() as nursery:
+            for name in others:
+                nursery.start_soon(one, name)
+        total = len(others) + 1
+        return {"op": op, "members": total, "succeeded": total - len(failed), "failed": failed}
+
+    # -- snapshot --------------------------------------------------------------------------
+
+    def snapshot_path(self) -> Path | None:
+        return Path(self.settings.data_dir) / "peers.json" if self.settings.data_dir else None
+
+    def save_snapshot(self) -> None:
+        path = self.snapshot_path()
+        if path is None:
+            return
+        peers = sorted(
+            format_address(m.address) for m in self.node.alive_members() if m.name != self.node.name
+        )
+        save_atomic(path, json.dumps({"node": self.node.name, "peers": peers}).encode())
+
+    def load_snapshot(self) -> list[str]:
+        path = self.snapshot_path()
+        if path is None or not path.exists():
+            return []
+        try:
+            data = json.loads(path.read_text())
+            peers = [p for p in data.get("peers", []) if isinstance(p, str)]
+            for p in peers:
+                parse_address(p, "snapshot")
+            return peers
+        except (OSError, ValueError, AttributeError, ConfigError) as exc:
+            log.warning(
+                "ignoring unreadable peer snapshot", extra={"path": str(path), "error": str(exc)}
+            )
+            return []
+
+
+def build_config(settings: AgentSettings) -> MeshConfig:
+    config = settings.mesh_config(default_name=f"mesh-{socket.gethostname()}")
+    host = config.bind[0]
+    if config.advertise is None and host in ("0.0.0.0", "::", ""):
+        raise AgentError(
+            f"bind {format_address(config.bind)} is a wildcard: give --advertise HOST:PORT "
+            "so peers know where to reach this node"
+        )
+    return config
+
+
+async def run_agent(
+    settings: AgentSettings,
+    *,
+    announce: Callable[[dict[str, Any]], None] | None = None,
+) -> str:
+    """Run until a signal or a leave request; return why it stopped."""
+    config = build_config(settings)
+    keyring, keyring_path = _keyring(settings)
+    if keyring is None and not settings.insecure and not is_loopback(config.bind[0]):
+        raise AgentError(
+            f"refusing to bind {format_address(config.bind)} without a gossip key: give --key or "
+            "--keyring-file (make one with `swimmesh keys generate`), or --insecure to run "
+            "unencrypted on purpose"
+        )
+    tls = _tls(settings)
+    control = parse_address(settings.control, "control")
+    async with NetTransport.open(config.bind, NetOptions(tls=tls)) as net:
+        if config.bind[1] == 0:  # an ephemeral port: advertise the one we got
+            bound = net.local_address
+            adv = config.advertise or (config.bind[0], bound[1])
+            config = attrs.evolve(config, bind=bound, advertise=adv)
+        transport: Any = net
+        if keyring is not None:
+            transport = SealedTransport(
+                net, Sealer(keyring, config.cluster_label), Sealer(keyring, config.cluster_label)
+            )
+
+        def drops() -> dict[str, int]:
+            out = dict(net.dropped)
+            if isinstance(transport, SealedTransport):
+                for k, v in transport.dropped.items():
+                    out[k] = out.get(k, 0) + v
+            return out
+
+        async with MeshNode.open(config, transport) as node, trio.open_nursery() as nursery:
+            agent = Agent(settings, node, keyring, keyring_path, drops)
+            hc = HypercornConfig()
+            hc.bind = [format_address(control)]
+            hc.accesslog = None
+            hc.errorlog = logging.getLogger("swimmesh.control")
+            app = build_app(agent)
+            binds = await nursery.start(
+                partial(serve, shutdown_trigger=agent.shutdown.wait), app, hc
+            )
+            control_url = binds[0] if binds else f"http://{format_address(control)}"
+            nursery.start_soon(_signals, agent)
+            nursery.start_soon(_snapshots, agent)
+            info = {
+                "event": "ready",
+                "node": node.name,
+                "gossip": format_address(node.local_member.address),
+                "control": control_url,
+                "encrypted": keyring is not None,
+                "tls": tls is not None,
+            }
+            log.info("agent started", extra=info)
+            if announce is not None:
+                announce(info)
+            nursery.start_soon(_join, agent, settings)
+            await agent.shutdown.wait()
+            log.info("agent stopping", extra={"node": node.name, "reason": agent.shutdown_reason})
+            with trio.move_on_after(config.leave_timeout + 1):
+                await node.leave()
+            agent.save_snapshot()
+            nursery.cancel_scope.cancel()
+            return agent.shutdown_reason
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _join(agent: Agent, settings: AgentSettings) -> None:
+    seeds = list(settings.join)
+    if not seeds:
+        snapshot = agent.load_snapshot()
+        if snapshot:
+            seeds = snapshot
+        else:
+            agent.joined = True
+            return
+    try:
+        n = await agent.node.join(seeds)
+        agent.joined = True
+        log.info("joined", extra={"node": agent.node.name, "seeds_answered": n})
+        return
+    except JoinError as exc:
+        log.warning("join failed; will keep retrying the seeds", extra={"error": str(exc)})
+    snapshot = [p for p in agent.load_snapshot() if p not in seeds]
+    if snapshot:
+        try:
+            await agent.node.join(snapshot)
+            agent.joined = True
+            log.info("rejoined from the peer snapshot", extra={"node": agent.node.name})
+            return
+        except JoinError as exc:
+            log.warning("rejoin from snapshot failed", extra={"error": str(exc)})
+    # The core's reconnect loop keeps retrying the seeds; we are ready once a peer appears.
+    async with agent.node.events() as events:
+        if any(m.name != agent.node.name for m in agent.node.alive_members()):
+            agent.joined = True
+            return
+        async for event in events:
+            if event.kind in (MemberEventKind.JOIN, MemberEventKind.ALIVE):
+                agent.joined = True
+                log.info("joined through reconnection", extra={"node": agent.node.name})
+                return
+
+
+async def _signals(agent: Agent) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            agent.request_shutdown(f"signal {signal.Signals(signum).name}")
+            return
+
+
+async def _snapshots(agent: Agent) -> None:
+    if agent.snapshot_path() is None:
+        return
+    while True:
+        await trio.sleep(SNAPSHOT_INTERVAL)
+        try:
+            agent.save_snapshot()
+        except OSError as exc:
+            log.warning("cannot write peer snapshot", extra={"error": str(exc)})
+
+
+def print_ready(info: dict[str, Any]) -> None:
+    """The one line the agent prints on stdout: a JSON object scripts and tests can read."""
+    sys.stdout.write(json.dumps(info) + "\n")
+    sys.stdout.flush()

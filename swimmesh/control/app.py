@@ -1,0 +1,137 @@
+"""Starlette application of the control plane (served by hypercorn on Trio).
+
+Reads are open (the plane binds to loopback by default); mutating endpoints need
+``Authorization: Bearer <control token>`` and are refused when no token is configured.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..crypto import KeyringError, decode_key
+from ..member import Member
+
+if TYPE_CHECKING:
+    from ..agent import Agent
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def rfc3339(wall: float) -> str:
+    return (
+        datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+def peer_json(member: Member, mono_now: float, wall_now: float, local: bool) -> dict[str, Any]:
+    """One peer in OmniRelay's ``/control/peers`` shape (plus ``incarnation`` and ``address``)."""
+    md = dict(member.metadata)
+    seen = (
+        mono_now
+        if local
+        else (member.last_seen if member.last_seen is not None else member.last_change)
+    )
+    host, port = member.address
+    labels = {
+        k.removeprefix("label."): v
+        for k, v in md.items()
+        if k not in ("role", "clusterId", "region", "meshVersion")
+    }
+    return {
+        "nodeId": member.name,
+        "status": member.status.label,
+        "incarnation": member.incarnation,
+        "address": f"{host}:{port}",
+        "lastSeen": rfc3339(wall_now - (mono_now - seen)),
+        "rttMs": None if member.rtt_ms is None else round(member.rtt_ms, 3),
+        "metadata": {
+            "role": md.get("role"),
+            "clusterId": md.get("clusterId"),
+            "region": md.get("region"),
+            "meshVersion": md.get("meshVersion"),
+            "endpoint": f"{host}:{port}",
+            "metadataVersion": member.meta_version,
+            "labels": labels,
+        },
+    }
+
+
+def build_app(agent: Agent) -> Starlette:
+    def guarded(handler: Handler) -> Handler:
+        async def check(request: Request) -> Response:
+            token = agent.control_token
+            if not token:
+                return JSONResponse(
+                    {"error": "mutating endpoints are disabled: no control token is configured"},
+                    403,
+                )
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return JSONResponse({"error": "missing or wrong bearer token"}, 401)
+            return await handler(request)
+
+        return check
+
+    async def peers(request: Request) -> Response:
+        node = agent.node
+        mono, wall = agent.clock_now(), time.time()
+        members = sorted(node.members(), key=lambda m: m.name)
+        return JSONResponse(
+            {
+                "schemaVersion": "v1",
+                "generatedAt": rfc3339(wall),
+                "localNodeId": node.name,
+                "peers": [peer_json(m, mono, wall, m.name == node.name) for m in members],
+            }
+        )
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(agent.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "node": agent.node.name})
+
+    async def readyz(request: Request) -> Response:
+        ready, why = agent.readiness()
+        return JSONResponse({"ready": ready, "reason": why}, 200 if ready else 503)
+
+    async def leave(request: Request) -> Response:
+        agent.request_shutdown("leave requested over the control plane")
+        return JSONResponse({"leaving": True}, 202)
+
+    async def keys_list(request: Request) -> Response:
+        return JSONResponse(agent.keys_json())
+
+    async def key_op(request: Request) -> Response:
+        op = request.path_params["op"]
+        if op not in ("install", "use", "remove"):
+            return JSONResponse({"error": f"unknown key operation {op!r}"}, 404)
+        try:
+            body = await request.json()
+            key = decode_key(str(body["key"]))
+        except (ValueError, KeyError, TypeError, KeyringError) as exc:
+            return JSONResponse({"error": f'body must be {{"key": "<base64>"}}: {exc}'}, 400)
+        result = await agent.cluster_key_op(op, key)
+        return JSONResponse(result, 200 if not result["failed"] else 500)
+
+    routes = [
+        Route("/control/peers", peers),
+        Route("/omnirelay/control/peers", peers),
+        Route("/metrics", metrics),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/control/leave", guarded(leave), methods=["POST"]),
+        Route("/control/keys", guarded(keys_list)),
+        Route("/control/keys/{op:str}", guarded(key_op), methods=["POST"]),
+    ]
+    return Starlette(routes=routes)

@@ -1,0 +1,377 @@
+"""The real network: UDP datagrams and a WebSocket stream channel on the same port number.
+
+Streams carry request/response pairs multiplexed over one reused connection per peer
+(``8-byte request id | payload`` in each binary message). Connections, concurrent requests and
+message sizes are bounded; a peer that connects and says nothing, or sends garbage, is cut off
+and counted in ``dropped``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import socket as stdsocket
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+import trio_websocket
+
+from ..member import Address
+from .base import StreamHandler, TransportError
+from .tls import TlsPolicy
+
+log = logging.getLogger("swimmesh.transport")
+
+RESOURCE = "/swimmesh/v1"
+MAX_DATAGRAM = 65_536
+
+
+@attrs.frozen
+class NetOptions:
+    max_frame: int = 8 * 1024 * 1024
+    max_connections: int = 256
+    """Inbound connections served at once; more are refused."""
+    max_pool: int = 256
+    """Outbound connections kept for reuse (least recently used are closed)."""
+    concurrent_requests: int = 32
+    """Requests served at once on one inbound connection."""
+    handshake_timeout: float = 10.0
+    idle_timeout: float = 120.0
+    tls: TlsPolicy | None = None
+
+
+class _Client:
+    """One outbound WebSocket connection with requests multiplexed by id."""
+
+    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+        self.ws = ws
+        self.pending: dict[int, list[Any]] = {}
+        self.next_id = 0
+        self.closed = False
+
+    async def reader(self) -> None:
+        try:
+            while True:
+                msg = await self.ws.get_message()
+                if not isinstance(msg, bytes) or len(msg) < 8:
+                    break
+                slot = self.pending.pop(int.from_bytes(msg[:8], "big"), None)
+                if slot is not None:
+                    slot[1] = msg[8:]
+                    slot[0].set()
+        except trio_websocket.ConnectionClosed:
+            pass
+        finally:
+            self.fail_all()
+
+    def fail_all(self) -> None:
+        self.closed = True
+        for event, _ in self.pending.values():
+            event.set()
+        self.pending.clear()
+
+    async def call(self, data: bytes) -> bytes:
+        self.next_id += 1
+        rid = self.next_id
+        slot: list[Any] = [trio.Event(), None]
+        self.pending[rid] = slot
+        try:
+            await self.ws.send_message(rid.to_bytes(8, "big") + data)
+            await slot[0].wait()
+        except trio_websocket.ConnectionClosed:
+            raise TransportError("connection closed") from None
+        finally:
+            self.pending.pop(rid, None)
+        if slot[1] is None:
+            raise TransportError("connection closed before the reply")
+        reply: bytes = slot[1]
+        return reply
+
+
+class NetTransport:
+    """UDP + WebSocket transport bound to one address. Open it with :meth:`open`."""
+
+    packet_overhead = 0
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        udp: trio.socket.SocketType,
+        address: Address,
+        options: NetOptions,
+    ) -> None:
+        self._nursery = nursery
+        self._udp = udp
+        self._address = address
+        self._options = options
+        self._handler: StreamHandler | None = None
+        self._pool: OrderedDict[Address, _Client] = OrderedDict()
+        self._connecting: dict[Address, trio.Lock] = {}
+        self._inbound = trio.Semaphore(options.max_connections)
+        self.dropped: Counter[str] = Counter()
+        self.closed = False
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, bind: Address, options: NetOptions | None = None
+    ) -> AsyncIterator[NetTransport]:
+        """Bind UDP and TCP on ``bind`` (port 0 picks one free for both) and serve streams."""
+        opts = options if options is not None else NetOptions()
+        udp, listeners = await _bind_both(bind)
+        host, port = udp.getsockname()[:2]
+        async with trio.open_nursery() as nursery:
+            transport = cls(nursery, udp, (host, port), opts)
+            nursery.start_soon(transport._accept_loop, listeners)
+            try:
+                yield transport
+            finally:
+                with trio.CancelScope(shield=True):
+                    await transport.aclose()
+                    for listener in listeners:
+                        await listener.aclose()
+                nursery.cancel_scope.cancel()
+
+    @property
+    def local_address(self) -> Address:
+        return self._address
+
+    # -- datagrams -------------------------------------------------------------------------
+
+    async def send(self, address: Address, data: bytes) -> None:
+        await self._udp.sendto(data, address)
+
+    async def receive(self) -> tuple[Address, bytes]:
+        while True:
+            try:
+                data, addr = await self._udp.recvfrom(MAX_DATAGRAM)
+            except OSError as exc:
+                if self.closed:
+                    raise trio.ClosedResourceError from exc
+                # ICMP errors surface here on some platforms (ECONNREFUSED); not fatal.
+                self.dropped["udp_error"] += 1
+                continue
+            return (addr[0], addr[1]), data
+
+    # -- streams: server -------------------------------------------------------------------
+
+    def serve_streams(self, handler: StreamHandler) -> None:
+        self._handler = handler
+
+    async def _accept_loop(self, listeners: list[trio.SocketListener]) -> None:
+        await trio.serve_listeners(self._serve_connection, listeners, handler_nursery=self._nursery)
+
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        if self._inbound.value == 0:
+            self.dropped["stream_over_limit"] += 1
+            await stream.aclose()
+            return
+        async with self._inbound:
+            try:
+                remote = stream.socket.getpeername()
+                peer: Address = (remote[0], remote[1])
+            except OSError:
+                await stream.aclose()
+                return
+            await self._serve_ws(stream, peer)
+
+    async def _serve_ws(self, raw: trio.SocketStream, peer: Address) -> None:
+        opts = self._options
+        stream: trio.abc.Stream = raw
+        async with trio.open_nursery() as conn_nursery:
+            ws: trio_websocket.WebSocketConnection | None = None
+            with trio.move_on_after(opts.handshake_timeout) as handshake:
+                try:
+                    if opts.tls is not None:
+                        ssl_stream = trio.SSLStream(
+                            raw, opts.tls.context(server_side=True), server_side=True
+                        )
+                        await ssl_stream.do_handshake()
+                        opts.tls.check_peer(ssl_stream)
+                        stream = ssl_stream
+                    request = await trio_websocket.wrap_server_stream(
+                        conn_nursery, stream, max_message_size=opts.max_frame
+                    )
+                    ws = await request.accept()
+                except (
+                    trio.BrokenResourceError,
+                    trio_websocket.ConnectionClosed,
+                    TransportError,
+                    OSError,
+                    ValueError,
+                ) as exc:
+                    self.dropped["stream_handshake"] += 1
+                    log.debug("stream handshake refused", extra={"peer": peer, "error": str(exc)})
+            if handshake.cancelled_caught:
+                self.dropped["stream_handshake_timeout"] += 1
+            if ws is None:
+                conn_nursery.cancel_scope.cancel()
+                await trio.aclose_forcefully(stream)
+                return
+            slots = trio.Semaphore(opts.concurrent_requests)
+            try:
+                while True:
+                    with trio.move_on_after(opts.idle_timeout) as idle:
+                        msg = await ws.get_message()
+                    if idle.cancelled_caught:
+                        self.dropped["stream_idle"] += 1
+                        break
+                    if not isinstance(msg, bytes) or len(msg) < 8:
+                        self.dropped["stream_garbage"] += 1
+                        break
+                    await slots.acquire()
+                    conn_nursery.start_soon(self._answer, ws, peer, msg, slots)
+            except trio_websocket.ConnectionClosed:
+                pass
+            with trio.move_on_after(1):
+                await ws.aclose()
+            conn_nursery.cancel_scope.cancel()
+
+    async def _answer(
+        self,
+        ws: trio_websocket.WebSocketConnection,
+        peer: Address,
+        msg: bytes,
+        slots: trio.Semaphore,
+    ) -> None:
+        try:
+            if self._handler is None:
+                return
+            try:
+                reply = await self._handler(peer, msg[8:])
+            except TransportError:
+                self.dropped["stream_rejected"] += 1
+                await ws.aclose()
+                return
+            await ws.send_message(msg[:8] + reply)
+        except trio_websocket.ConnectionClosed:
+            pass
+        finally:
+            slots.release()
+
+    # -- streams: client -------------------------------------------------------------------
+
+    async def request(self, address: Address, data: bytes) -> bytes:
+        if self.closed:
+            raise TransportError("transport is closed")
+        client = await self._client(address)
+        try:
+            return await client.call(data)
+        except TransportError:
+            self._discard(address, client)
+            raise
+
+    async def _client(self, address: Address) -> _Client:
+        client = self._pool.get(address)
+        if client is not None and not client.closed:
+            self._pool.move_to_end(address)
+            return client
+        lock = self._connecting.setdefault(address, trio.Lock())
+        async with lock:
+            client = self._pool.get(address)
+            if client is not None and not client.closed:
+                return client
+            client = await self._connect(address)
+            self._pool[address] = client
+            while len(self._pool) > self._options.max_pool:
+                _, old = self._pool.popitem(last=False)
+                self._nursery.start_soon(_close_quietly, old)
+            return client
+
+    async def _connect(self, address: Address) -> _Client:
+        host, port = address
+        opts = self._options
+        try:
+            raw = await trio.open_tcp_stream(host, port)
+        except OSError as exc:
+            raise TransportError(
+                f"cannot connect to {host}:{port}: {exc.strerror or exc}"
+            ) from None
+        stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] = raw
+        try:
+            with trio.fail_after(opts.handshake_timeout):
+                if opts.tls is not None:
+                    ssl_stream = trio.SSLStream(
+                        raw, opts.tls.context(server_side=False), server_hostname=host
+                    )
+                    await ssl_stream.do_handshake()
+                    opts.tls.check_peer(ssl_stream)
+                    stream = ssl_stream
+                ws = await trio_websocket.wrap_client_stream(
+                    self._nursery,
+                    stream,
+                    host,
+                    RESOURCE,
+                    max_message_size=opts.max_frame,
+                )
+        except (
+            trio.TooSlowError,
+            trio.BrokenResourceError,
+            trio_websocket.HandshakeError,
+            trio_websocket.ConnectionClosed,
+            OSError,
+            TransportError,
+        ) as exc:
+            await trio.aclose_forcefully(stream)
+            raise TransportError(f"stream handshake with {host}:{port} failed: {exc}") from None
+        client = _Client(ws)
+        self._nursery.start_soon(client.reader)
+        return client
+
+    def _discard(self, address: Address, client: _Client) -> None:
+        if self._pool.get(address) is client:
+            del self._pool[address]
+        self._nursery.start_soon(_close_quietly, client)
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for client in list(self._pool.values()):
+            client.fail_all()
+            with trio.move_on_after(0.5):
+                await _close_quietly(client)
+        self._pool.clear()
+        self._udp.close()
+
+
+async def _close_quietly(client: _Client) -> None:
+    client.fail_all()
+    # Closing a broken connection may raise anything; it is gone either way.
+    with contextlib.suppress(Exception):
+        await client.ws.aclose()
+
+
+async def _bind_both(bind: Address) -> tuple[trio.socket.SocketType, list[trio.SocketListener]]:
+    """Bind a UDP socket and a TCP listener to the same host and port (retrying on port 0)."""
+    host, port = bind
+    infos = await trio.socket.getaddrinfo(host, port, type=stdsocket.SOCK_DGRAM)
+    if not infos:
+        raise OSError(errno.EADDRNOTAVAIL, f"cannot resolve {host}")
+    family = infos[0][0]
+    sockaddr = infos[0][4]
+    last: OSError | None = None
+    for _ in range(1 if port else 20):
+        udp = trio.socket.socket(family, stdsocket.SOCK_DGRAM)
+        try:
+            await udp.bind(sockaddr)
+            real_port = udp.getsockname()[1]
+            tcp = trio.socket.socket(family, stdsocket.SOCK_STREAM)
+            tcp.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_REUSEADDR, 1)
+            try:
+                await tcp.bind((sockaddr[0], real_port, *sockaddr[2:]))
+                tcp.listen(128)
+            except OSError:
+                tcp.close()
+                raise
+            return udp, [trio.SocketListener(tcp)]
+        except OSError as exc:
+            udp.close()
+            last = exc
+    assert last is not None
+    raise last

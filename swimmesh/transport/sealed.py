@@ -1,0 +1,62 @@
+"""Encryption around any transport: every datagram and stream frame is sealed (AES-GCM with
+the cluster label bound) and opened on the way in; what fails to open is counted and dropped."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ..codec import DecodeError
+from ..crypto import Sealer
+from ..member import Address
+from .base import StreamHandler, Transport, TransportError
+
+
+class SealedTransport:
+    """Wraps ``inner``; datagrams and streams use separate sealers (separate replay windows)."""
+
+    def __init__(self, inner: Transport, datagrams: Sealer, streams: Sealer) -> None:
+        self.inner = inner
+        self._datagrams = datagrams
+        self._streams = streams
+        self.dropped: Counter[str] = Counter()
+
+    @property
+    def packet_overhead(self) -> int:
+        return getattr(self.inner, "packet_overhead", 0) + self._datagrams.overhead
+
+    @property
+    def local_address(self) -> Address:
+        return self.inner.local_address
+
+    async def send(self, address: Address, data: bytes) -> None:
+        await self.inner.send(address, self._datagrams.seal(data))
+
+    async def receive(self) -> tuple[Address, bytes]:
+        while True:
+            source, data = await self.inner.receive()
+            try:
+                return source, self._datagrams.open(data)
+            except DecodeError as exc:
+                self.dropped[exc.reason] += 1
+
+    def serve_streams(self, handler: StreamHandler) -> None:
+        async def opened(source: Address, data: bytes) -> bytes:
+            try:
+                request = self._streams.open(data)
+            except DecodeError as exc:
+                self.dropped[f"stream_{exc.reason}"] += 1
+                raise TransportError(f"stream frame refused: {exc.reason}") from None
+            return self._streams.seal(await handler(source, request))
+
+        self.inner.serve_streams(opened)
+
+    async def request(self, address: Address, data: bytes) -> bytes:
+        reply = await self.inner.request(address, self._streams.seal(data))
+        try:
+            return self._streams.open(reply)
+        except DecodeError as exc:
+            self.dropped[f"stream_{exc.reason}"] += 1
+            raise TransportError(f"reply refused: {exc.reason}") from None
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
