@@ -15,7 +15,7 @@ import socket as stdsocket
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import trio
@@ -28,6 +28,7 @@ from .tls import TlsPolicy
 log = logging.getLogger("swimmesh.transport")
 
 RESOURCE = "/swimmesh/v1"
+_FORBIDDEN = b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 MAX_DATAGRAM = 65_536
 
 
@@ -43,6 +44,42 @@ class NetOptions:
     handshake_timeout: float = 10.0
     idle_timeout: float = 120.0
     tls: TlsPolicy | None = None
+
+
+class _HandshakeWatch(trio.abc.Stream):
+    """Passes a stream through, but cancels the WebSocket upgrade the moment the stream breaks
+    or ends before the upgrade completes (trio-websocket would otherwise wait it out, e.g. when
+    a TLS 1.3 server rejects our certificate after our side of the handshake finished)."""
+
+    def __init__(self, inner: trio.abc.Stream, upgrade: trio.CancelScope) -> None:
+        self.inner = inner
+        self.upgrade = upgrade
+        self.handshaking = True
+        self.why = ""
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        try:
+            data = await self.inner.receive_some(max_bytes)
+        except trio.BrokenResourceError as exc:
+            self._broken(f"{type(exc.__cause__ or exc).__name__}: {exc.__cause__ or exc}")
+            raise
+        if not data:
+            self._broken("end of stream")
+        return data
+
+    def _broken(self, why: str) -> None:
+        if self.handshaking:
+            self.why = why
+            self.upgrade.cancel()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 class _Client:
@@ -178,7 +215,12 @@ class NetTransport:
             except OSError:
                 await stream.aclose()
                 return
-            await self._serve_ws(stream, peer)
+            try:
+                await self._serve_ws(stream, peer)
+            except Exception as exc:  # whatever a peer does, it ends only its own connection
+                self.dropped["stream_error"] += 1
+                log.debug("stream connection failed", extra={"peer": peer, "error": _describe(exc)})
+                await trio.aclose_forcefully(stream)
 
     async def _serve_ws(self, raw: trio.SocketStream, peer: Address) -> None:
         opts = self._options
@@ -192,8 +234,13 @@ class NetTransport:
                             raw, opts.tls.context(server_side=True), server_side=True
                         )
                         await ssl_stream.do_handshake()
-                        opts.tls.check_peer(ssl_stream)
                         stream = ssl_stream
+                        try:
+                            opts.tls.check_peer(ssl_stream)
+                        except TransportError:
+                            # Tell the client in HTTP so it fails now, not at its timeout.
+                            await ssl_stream.send_all(_FORBIDDEN)
+                            raise
                     request = await trio_websocket.wrap_server_stream(
                         conn_nursery, stream, max_message_size=opts.max_frame
                     )
@@ -284,44 +331,73 @@ class NetTransport:
             return client
 
     async def _connect(self, address: Address) -> _Client:
+        try:
+            client: _Client = await self._nursery.start(self._run_client, address)
+        except TransportError:
+            raise
+        except Exception as exc:  # anything the network or a peer throws at a new connection
+            host, port = address
+            raise TransportError(
+                f"stream connection to {host}:{port} failed: {_describe(exc)}"
+            ) from None
+        return client
+
+    async def _run_client(
+        self, address: Address, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Own one outbound connection in its own nursery, so nothing a peer does to it can
+        reach the transport's other connections."""
         host, port = address
         opts = self._options
+        started = False
         try:
-            raw = await trio.open_tcp_stream(host, port)
-        except OSError as exc:
-            raise TransportError(
-                f"cannot connect to {host}:{port}: {exc.strerror or exc}"
-            ) from None
-        stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] = raw
-        try:
-            with trio.fail_after(opts.handshake_timeout):
-                if opts.tls is not None:
-                    ssl_stream = trio.SSLStream(
-                        raw, opts.tls.context(server_side=False), server_hostname=host
-                    )
-                    await ssl_stream.do_handshake()
-                    opts.tls.check_peer(ssl_stream)
-                    stream = ssl_stream
-                ws = await trio_websocket.wrap_client_stream(
-                    self._nursery,
-                    stream,
-                    host,
-                    RESOURCE,
-                    max_message_size=opts.max_frame,
-                )
-        except (
-            trio.TooSlowError,
-            trio.BrokenResourceError,
-            trio_websocket.HandshakeError,
-            trio_websocket.ConnectionClosed,
-            OSError,
-            TransportError,
-        ) as exc:
-            await trio.aclose_forcefully(stream)
-            raise TransportError(f"stream handshake with {host}:{port} failed: {exc}") from None
-        client = _Client(ws)
-        self._nursery.start_soon(client.reader)
-        return client
+            async with trio.open_nursery() as conn:
+                try:
+                    raw = await trio.open_tcp_stream(host, port)
+                except OSError as exc:
+                    raise TransportError(
+                        f"cannot connect to {host}:{port}: {exc.strerror or exc}"
+                    ) from None
+                stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] = raw
+                try:
+                    with trio.fail_after(opts.handshake_timeout):
+                        if opts.tls is not None:
+                            ssl_stream = trio.SSLStream(
+                                raw, opts.tls.context(server_side=False), server_hostname=host
+                            )
+                            await ssl_stream.do_handshake()
+                            opts.tls.check_peer(ssl_stream)
+                            stream = ssl_stream
+                        with trio.CancelScope() as upgrade:
+                            watched = _HandshakeWatch(stream, upgrade)
+                            ws = await trio_websocket.wrap_client_stream(
+                                conn,
+                                cast(Any, watched),
+                                host,
+                                RESOURCE,
+                                max_message_size=opts.max_frame,
+                            )
+                            watched.handshaking = False
+                        if upgrade.cancelled_caught:
+                            raise TransportError(
+                                f"{host}:{port} closed the connection during "
+                                f"the handshake ({watched.why})"
+                            )
+                except BaseException:
+                    await trio.aclose_forcefully(stream)
+                    raise
+                client = _Client(ws)
+                started = True
+                task_status.started(client)
+                await client.reader()
+                conn.cancel_scope.cancel()
+        except Exception as exc:
+            if not started:
+                raise
+            log.debug("stream connection ended", extra={"peer": address, "error": _describe(exc)})
+        finally:
+            if started:
+                client.fail_all()
 
     def _discard(self, address: Address, client: _Client) -> None:
         if self._pool.get(address) is client:
@@ -338,6 +414,12 @@ class NetTransport:
                 await _close_quietly(client)
         self._pool.clear()
         self._udp.close()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        return _describe(exc.exceptions[0])
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 async def _close_quietly(client: _Client) -> None:

@@ -1,0 +1,159 @@
+"""Real sockets on 127.0.0.1 (ephemeral ports): UDP + WebSocket transport, encryption, TLS,
+and hostile input that must be dropped and counted while the node keeps working."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+import trio_websocket
+
+from swimmesh import MemberStatus, MeshConfig, MeshNode, RequestError
+from swimmesh.codec import encode_frame
+from swimmesh.crypto import Keyring, Sealer, generate_key
+from swimmesh.devcerts import create_ca, create_cert
+from swimmesh.messages import UserRequest
+from swimmesh.testing import wait_for
+from swimmesh.transport import TransportError
+from swimmesh.transport.net import RESOURCE, NetOptions, NetTransport
+from swimmesh.transport.sealed import SealedTransport
+from swimmesh.transport.tls import TlsPolicy, fingerprint
+
+LOOPBACK = ("127.0.0.1", 0)
+
+
+@asynccontextmanager
+async def node(
+    name: str,
+    keyring: Keyring | None = None,
+    label: str = "",
+    options: NetOptions | None = None,
+) -> AsyncIterator[tuple[MeshNode, NetTransport, SealedTransport | None]]:
+    async with NetTransport.open(LOOPBACK, options) as net:
+        transport: NetTransport | SealedTransport = net
+        sealed = None
+        if keyring is not None:
+            sealed = transport = SealedTransport(net, Sealer(keyring, label), Sealer(keyring, label))
+        cfg = MeshConfig.fast(name=name, bind=net.local_address, cluster_label=label)
+        async with MeshNode.open(cfg, transport) as n:
+            yield n, net, sealed
+
+
+async def test_two_nodes_join_over_udp_and_websocket() -> None:
+    async with node("a") as (a, net_a, _), node("b") as (b, _, _):
+        assert net_a.local_address[1] != 0  # an ephemeral port was picked
+        assert await b.join([a.local_member.address]) == 1
+        await wait_for(lambda: a.status_of("b") is MemberStatus.ALIVE, timeout=5)
+        # Probes run over UDP: RTT samples appear.
+        await wait_for(lambda: (m := a.member("b")) is not None and m.rtt_ms is not None, timeout=5)
+
+        async def echo(src: tuple[str, int], payload: bytes) -> bytes:
+            return payload[::-1]
+
+        b.register_request_handler("echo", echo)
+        assert await a.request("b", "echo", b"abc", timeout=5) == b"cba"
+        assert await a.request("b", "echo", b"x" * 200_000, timeout=5) == b"x" * 200_000
+
+
+async def test_encrypted_mesh_and_a_node_with_the_wrong_key() -> None:
+    key = generate_key()
+    async with node("a", Keyring([key])) as (a, _, sealed_a), node("b", Keyring([key])) as (b, _, _), \
+            node("intruder", Keyring([generate_key()])) as (c, _, _):
+        await b.join([a.local_member.address])
+        await wait_for(lambda: a.status_of("b") is MemberStatus.ALIVE, timeout=5)
+        with pytest.raises(Exception, match="no seed answered"):
+            await c.join([a.local_member.address], timeout=1.5)
+        assert a.member("intruder") is None and c.member("a") is None
+        assert sealed_a is not None and sealed_a.dropped["stream_decrypt"] >= 1
+
+
+async def test_hostile_input_is_dropped_counted_and_harmless() -> None:
+    key = generate_key()
+    opts = NetOptions(max_frame=64 * 1024, handshake_timeout=0.5, idle_timeout=0.5)
+    async with node("a", Keyring([key]), options=opts) as (a, net_a, sealed_a), \
+            node("b", Keyring([key]), options=opts) as (b, _, _):
+        await b.join([a.local_member.address])
+        await wait_for(lambda: a.status_of("b") is MemberStatus.ALIVE, timeout=5)
+        before = [(m.name, m.status, m.incarnation) for m in a.members()]
+        host, port = a.local_member.address
+        sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+        await sock.connect((host, port))
+        # Random bytes, a truncated and a bit-flipped sealed packet, a packet sealed with another
+        # key, one with another label, a replay, an oversized datagram.
+        legit = Sealer(Keyring([key])).seal(b"\x83\x01\x60\x80")
+        flipped = bytearray(legit)
+        flipped[20] ^= 0xFF
+        for data in (os.urandom(300), legit[:10], bytes(flipped),
+                     Sealer(Keyring([generate_key()])).seal(b"x"),
+                     Sealer(Keyring([key]), "other-label").seal(b"x"), legit, legit,
+                     os.urandom(60_000)):
+            await sock.send(data)
+        sock.close()
+        await wait_for(lambda: sum(sealed_a.dropped.values()) >= 7, timeout=5)  # type: ignore[union-attr]
+        assert sealed_a is not None
+        assert sealed_a.dropped["decrypt"] >= 5 and sealed_a.dropped["replay"] == 1
+        # A stream peer that connects and says nothing, and one that sends garbage.
+        silent = await trio.open_tcp_stream(host, port)
+        garbage = await trio.open_tcp_stream(host, port)
+        await garbage.send_all(b"GET / HTTP/1.1\r\n\r\n" + os.urandom(2000))
+        await wait_for(
+            lambda: net_a.dropped["stream_handshake_timeout"] + net_a.dropped["stream_handshake"] >= 2,
+            timeout=5,
+        )
+        await silent.aclose()
+        await garbage.aclose()
+        # A proper WebSocket client whose message is not a request frame is cut off.
+        async with trio_websocket.open_websocket(host, port, RESOURCE, use_ssl=False) as ws:
+            await ws.send_message(b"abc")
+            await wait_for(lambda: net_a.dropped["stream_garbage"] == 1, timeout=5)
+        # An oversized frame from a real peer is refused; the node keeps serving.
+        with pytest.raises(RequestError):
+            await b.request("a", "nothing", b"y" * 100_000, timeout=2)
+        assert [(m.name, m.status, m.incarnation) for m in a.members()] == before
+        await wait_for(lambda: (m := a.member("b")) is not None and m.rtt_ms is not None, timeout=5)
+        assert a.status_of("b") is MemberStatus.ALIVE
+
+
+async def test_mtls_with_pinning(tmp_path: Path) -> None:
+    create_ca(tmp_path)
+    for name in ("a", "b", "rogue"):
+        create_cert(tmp_path, name, tmp_path)
+    other_ca = tmp_path / "other"
+    create_ca(other_ca)
+    create_cert(other_ca, "outsider", other_ca)
+
+    def policy(name: str, ca: Path = tmp_path, **kw: object) -> NetOptions:
+        return NetOptions(tls=TlsPolicy(
+            cert_file=ca / f"{name}.pem", key_file=ca / f"{name}-key.pem", ca_file=tmp_path / "ca.pem",
+            require_client_cert=True, **kw))  # type: ignore[arg-type]
+
+    allowed = (fingerprint((tmp_path / "a.pem").read_bytes()), fingerprint((tmp_path / "b.pem").read_bytes()))
+    async with NetTransport.open(LOOPBACK, policy("a", allowed_fingerprints=allowed)) as a, \
+            NetTransport.open(LOOPBACK, policy("b", allowed_names=("a",))) as b, \
+            NetTransport.open(LOOPBACK, policy("rogue")) as rogue, \
+            NetTransport.open(LOOPBACK, policy("outsider", ca=other_ca)) as outsider:
+
+        async def handler(src: tuple[str, int], data: bytes) -> bytes:
+            return b"ok:" + data
+
+        a.serve_streams(handler)
+        b.serve_streams(handler)
+        assert await b.request(a.local_address, b"hi") == b"ok:hi"
+        assert await a.request(b.local_address, b"yo") == b"ok:yo"
+        with pytest.raises(TransportError):  # valid CA, but its fingerprint is not pinned
+            await rogue.request(a.local_address, b"x")
+        with pytest.raises(TransportError):  # a certificate from another CA
+            await outsider.request(a.local_address, b"x")
+        with pytest.raises(TransportError):  # b only talks to servers named "a"
+            await b.request(rogue.local_address, b"x")
+
+
+async def test_unsealed_frame_to_an_encrypted_node_is_refused() -> None:
+    async with node("a", Keyring([generate_key()])) as (a, _, sealed), NetTransport.open(LOOPBACK) as raw:
+        with pytest.raises(TransportError):
+            await raw.request(a.local_member.address, encode_frame("", UserRequest("k", b"")))
+        assert sealed is not None and sealed.dropped["stream_decrypt"] == 1
