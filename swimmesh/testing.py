@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import selectors
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import trio
 
 from .config import MeshConfig
@@ -16,6 +24,7 @@ from .runtime import MeshNode
 from .transport.memory import EndpointStats, MemoryNetwork, MemoryTransport
 
 __all__ = [
+    "AgentProcesses",
     "Cluster",
     "EndpointStats",
     "EventLog",
@@ -23,6 +32,7 @@ __all__ = [
     "MemoryTransport",
     "seed_scheduler",
     "wait_for",
+    "wait_until",
 ]
 
 
@@ -167,3 +177,110 @@ class EventLog:
             for r in self.records
             if r[2].kind is kind and (about is None or r[2].member.name == about)
         ]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    """Real-time wait for a condition, checked every 20 ms; returns the time it took."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"{what} did not hold within {timeout}s")
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+class AgentProcesses:
+    """``swimmesh agent`` processes on 127.0.0.1 for system tests: start them, read their
+    control planes, signal them. ``stop_all`` kills those it started, by PID."""
+
+    def __init__(self) -> None:
+        self.procs: dict[str, subprocess.Popen[str]] = {}
+        self.info: dict[str, dict[str, Any]] = {}
+
+    def start(
+        self,
+        name: str,
+        *args: str,
+        bind: str = "127.0.0.1:0",
+        preset: str = "fast",
+        env: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "swimmesh",
+            "agent",
+            "--node-id",
+            name,
+            "--bind",
+            bind,
+            "--control",
+            "127.0.0.1:0",
+            "--preset",
+            preset,
+            "--log-level",
+            "warning",
+            *args,
+        ]
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.procs[name] = proc
+        assert proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout=30):
+            raise TimeoutError(f"agent {name} did not report ready within 30s")
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(
+                f"agent {name} exited: {proc.wait()} {proc.stderr.read() if proc.stderr else ''}"
+            )
+        self.info[name] = json.loads(line)
+        return self.info[name]
+
+    def url(self, name: str) -> str:
+        return str(self.info[name]["control"])
+
+    def gossip(self, name: str) -> str:
+        return str(self.info[name]["gossip"])
+
+    def peers(self, name: str) -> dict[str, str]:
+        try:
+            doc = httpx.get(self.url(name) + "/control/peers", timeout=2).json()
+        except httpx.HTTPError:
+            return {}
+        return {p["nodeId"]: p["status"] for p in doc["peers"]}
+
+    def metric(self, name: str, metric: str) -> float:
+        """A sample from the agent's ``/metrics``: ``family{label="v"}`` for one labelled
+        sample, or a family name for the sum of all its samples (0 when it has none)."""
+        text = httpx.get(self.url(name) + "/metrics", timeout=2).text
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith("#"):
+                continue
+            sample, _, value = line.rpartition(" ")
+            if sample == metric or ("{" not in metric and sample.split("{")[0] == metric):
+                total += float(value)
+        return total
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        proc = self.procs.pop(name)
+        proc.send_signal(sig)
+        return proc.wait(timeout=30)
+
+    def live(self) -> list[str]:
+        return list(self.procs)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+        for proc in self.procs.values():
+            proc.wait(timeout=30)
+        self.procs.clear()

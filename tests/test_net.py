@@ -37,7 +37,9 @@ async def node(
         transport: NetTransport | SealedTransport = net
         sealed = None
         if keyring is not None:
-            sealed = transport = SealedTransport(net, Sealer(keyring, label), Sealer(keyring, label))
+            sealed = transport = SealedTransport(
+                net, Sealer(keyring, label), Sealer(keyring, label)
+            )
         cfg = MeshConfig.fast(name=name, bind=net.local_address, cluster_label=label)
         async with MeshNode.open(cfg, transport) as n:
             yield n, net, sealed
@@ -61,8 +63,11 @@ async def test_two_nodes_join_over_udp_and_websocket() -> None:
 
 async def test_encrypted_mesh_and_a_node_with_the_wrong_key() -> None:
     key = generate_key()
-    async with node("a", Keyring([key])) as (a, _, sealed_a), node("b", Keyring([key])) as (b, _, _), \
-            node("intruder", Keyring([generate_key()])) as (c, _, _):
+    async with (
+        node("a", Keyring([key])) as (a, _, sealed_a),
+        node("b", Keyring([key])) as (b, _, _),
+        node("intruder", Keyring([generate_key()])) as (c, _, _),
+    ):
         await b.join([a.local_member.address])
         await wait_for(lambda: a.status_of("b") is MemberStatus.ALIVE, timeout=5)
         with pytest.raises(Exception, match="no seed answered"):
@@ -74,8 +79,10 @@ async def test_encrypted_mesh_and_a_node_with_the_wrong_key() -> None:
 async def test_hostile_input_is_dropped_counted_and_harmless() -> None:
     key = generate_key()
     opts = NetOptions(max_frame=64 * 1024, handshake_timeout=0.5, idle_timeout=0.5)
-    async with node("a", Keyring([key]), options=opts) as (a, net_a, sealed_a), \
-            node("b", Keyring([key]), options=opts) as (b, _, _):
+    async with (
+        node("a", Keyring([key]), options=opts) as (a, net_a, sealed_a),
+        node("b", Keyring([key]), options=opts) as (b, _, _),
+    ):
         await b.join([a.local_member.address])
         await wait_for(lambda: a.status_of("b") is MemberStatus.ALIVE, timeout=5)
         before = [(m.name, m.status, m.incarnation) for m in a.members()]
@@ -87,10 +94,16 @@ async def test_hostile_input_is_dropped_counted_and_harmless() -> None:
         legit = Sealer(Keyring([key])).seal(b"\x83\x01\x60\x80")
         flipped = bytearray(legit)
         flipped[20] ^= 0xFF
-        for data in (os.urandom(300), legit[:10], bytes(flipped),
-                     Sealer(Keyring([generate_key()])).seal(b"x"),
-                     Sealer(Keyring([key]), "other-label").seal(b"x"), legit, legit,
-                     os.urandom(60_000)):
+        for data in (
+            os.urandom(300),
+            legit[:10],
+            bytes(flipped),
+            Sealer(Keyring([generate_key()])).seal(b"x"),
+            Sealer(Keyring([key]), "other-label").seal(b"x"),
+            legit,
+            legit,
+            os.urandom(60_000),
+        ):
             await sock.send(data)
         sock.close()
         await wait_for(lambda: sum(sealed_a.dropped.values()) >= 7, timeout=5)  # type: ignore[union-attr]
@@ -101,7 +114,9 @@ async def test_hostile_input_is_dropped_counted_and_harmless() -> None:
         garbage = await trio.open_tcp_stream(host, port)
         await garbage.send_all(b"GET / HTTP/1.1\r\n\r\n" + os.urandom(2000))
         await wait_for(
-            lambda: net_a.dropped["stream_handshake_timeout"] + net_a.dropped["stream_handshake"] >= 2,
+            lambda: (
+                net_a.dropped["stream_handshake_timeout"] + net_a.dropped["stream_handshake"] >= 2
+            ),
             timeout=5,
         )
         await silent.aclose()
@@ -127,15 +142,26 @@ async def test_mtls_with_pinning(tmp_path: Path) -> None:
     create_cert(other_ca, "outsider", other_ca)
 
     def policy(name: str, ca: Path = tmp_path, **kw: object) -> NetOptions:
-        return NetOptions(tls=TlsPolicy(
-            cert_file=ca / f"{name}.pem", key_file=ca / f"{name}-key.pem", ca_file=tmp_path / "ca.pem",
-            require_client_cert=True, **kw))  # type: ignore[arg-type]
+        return NetOptions(
+            tls=TlsPolicy(
+                cert_file=ca / f"{name}.pem",
+                key_file=ca / f"{name}-key.pem",
+                ca_file=tmp_path / "ca.pem",
+                require_client_cert=True,
+                **kw,
+            )
+        )  # type: ignore[arg-type]
 
-    allowed = (fingerprint((tmp_path / "a.pem").read_bytes()), fingerprint((tmp_path / "b.pem").read_bytes()))
-    async with NetTransport.open(LOOPBACK, policy("a", allowed_fingerprints=allowed)) as a, \
-            NetTransport.open(LOOPBACK, policy("b", allowed_names=("a",))) as b, \
-            NetTransport.open(LOOPBACK, policy("rogue")) as rogue, \
-            NetTransport.open(LOOPBACK, policy("outsider", ca=other_ca)) as outsider:
+    allowed = (
+        fingerprint((tmp_path / "a.pem").read_bytes()),
+        fingerprint((tmp_path / "b.pem").read_bytes()),
+    )
+    async with (
+        NetTransport.open(LOOPBACK, policy("a", allowed_fingerprints=allowed)) as a,
+        NetTransport.open(LOOPBACK, policy("b", allowed_names=("a",))) as b,
+        NetTransport.open(LOOPBACK, policy("rogue")) as rogue,
+        NetTransport.open(LOOPBACK, policy("outsider", ca=other_ca)) as outsider,
+    ):
 
         async def handler(src: tuple[str, int], data: bytes) -> bytes:
             return b"ok:" + data
@@ -153,7 +179,10 @@ async def test_mtls_with_pinning(tmp_path: Path) -> None:
 
 
 async def test_unsealed_frame_to_an_encrypted_node_is_refused() -> None:
-    async with node("a", Keyring([generate_key()])) as (a, _, sealed), NetTransport.open(LOOPBACK) as raw:
+    async with (
+        node("a", Keyring([generate_key()])) as (a, _, sealed),
+        NetTransport.open(LOOPBACK) as raw,
+    ):
         with pytest.raises(TransportError):
             await raw.request(a.local_member.address, encode_frame("", UserRequest("k", b"")))
         assert sealed is not None and sealed.dropped["stream_decrypt"] == 1

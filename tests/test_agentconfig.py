@@ -1,0 +1,155 @@
+"""Agent settings: OmniRelay keys and time formats, precedence, and errors that name the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from swimmesh.agentconfig import load_settings, parse_duration
+from swimmesh.config import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("00:00:05", 5.0),
+        ("00:00:00.750", 0.75),
+        ("1.00:00:01", 86401.0),
+        ("5s", 5.0),
+        ("500ms", 0.5),
+        ("2m", 120.0),
+        ("1h", 3600.0),
+        (8, 8.0),
+        (0.25, 0.25),
+    ],
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text, "k") == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("bad", ["5x", "abc", "-1s", True, "1:2", None])
+def test_bad_durations_name_the_key(bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"mesh\.gossip\.interval"):
+        parse_duration(bad, "mesh.gossip.interval")
+
+
+OMNIRELAY_TOML = """
+[mesh.gossip]
+nodeId = "relay-3"
+bindAddress = "127.0.0.1"
+port = 17421
+advertiseHost = "relay-3.internal"
+seedPeers = ["seed-1.example:17421"]
+interval = "00:00:00.500"
+pingTimeout = "00:00:00.250"
+fanout = 4
+retransmitLimit = 5
+suspicionInterval = "00:00:05"
+metadataRefreshPeriod = "00:01:00"
+role = "dispatcher"
+clusterId = "prod"
+region = "eu-west"
+meshVersion = "2.1.0"
+adaptiveFanout = true
+
+[mesh.gossip.labels]
+zone = "b"
+"""
+
+
+def test_omnirelay_gossip_section_maps_onto_swim(tmp_path: Path) -> None:
+    path = tmp_path / "mesh.toml"
+    path.write_text(OMNIRELAY_TOML)
+    s = load_settings(str(path), {}, {})
+    cfg = s.mesh_config("unused")
+    assert cfg.name == "relay-3"
+    assert cfg.bind == ("127.0.0.1", 17421) and cfg.advertise == ("relay-3.internal", 17421)
+    assert s.join == ["seed-1.example:17421"]
+    assert (cfg.probe_interval, cfg.probe_timeout, cfg.gossip_nodes, cfg.retransmit_mult) == (
+        0.5,
+        0.25,
+        4,
+        5,
+    )
+    assert cfg.suspicion_mult == 10  # suspicionInterval 5 s / probe interval 0.5 s
+    assert cfg.push_pull_interval == 60.0
+    assert dict(cfg.metadata) == {
+        "role": "dispatcher",
+        "clusterId": "prod",
+        "region": "eu-west",
+        "meshVersion": "2.1.0",
+        "label.zone": "b",
+    }
+
+
+def test_json_files_and_precedence_file_env_flags(tmp_path: Path) -> None:
+    path = tmp_path / "mesh.json"
+    path.write_text(
+        '{"mesh": {"gossip": {"nodeId": "from-file", "preset": "wan", "probeInterval": "2s"},'
+        ' "agent": {"controlToken": "file-token"}}}'
+    )
+    env = {
+        "SWIMMESH_NODE_ID": "from-env",
+        "SWIMMESH_GOSSIP_PROBE_INTERVAL": "3s",
+        "SWIMMESH_JOIN": "a:1, b:2",
+    }
+    s = load_settings(str(path), env, {"node_id": "from-flag", "join": []})
+    cfg = s.mesh_config("x")
+    assert cfg.name == "from-flag" and cfg.preset == "wan" and cfg.probe_interval == 3.0
+    assert s.join == ["a:1", "b:2"] and s.control_token == "file-token"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('[mesh.gossip]\npingTimeout = "fast"', "mesh.gossip.pingTimeout"),
+        ('[mesh.gossip]\nfanout = "many"', "mesh.gossip.fanout"),
+        ('[mesh.gossip]\nseedPeers = ["nohostport"]', "mesh.gossip.seedPeers"),
+        ("[mesh.gossip]\nsomethingElse = 1", "mesh.gossip.somethingElse: unknown key"),
+        ('[mesh.gossip]\npreset = "lunar"', "unknown preset"),
+        ("[mesh.gossip\nbroken", "not valid toml"),
+        ("[mesh.agent]\nwhat = 1", "mesh.agent.what"),
+    ],
+)
+def test_errors_name_the_key(tmp_path: Path, body: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(body)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(str(path), {}, {})
+
+
+def test_agent_exits_1_with_one_clear_line_on_a_bad_config(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[mesh.gossip]\nsuspicionInterval = "soon"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "swimmesh", "agent", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "mesh.gossip.suspicionInterval" in lines[0] and "soon" in lines[0]
+
+
+def test_agent_refuses_non_loopback_without_a_key() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "swimmesh",
+            "agent",
+            "--bind",
+            "192.0.2.1:0",
+            "--control",
+            "127.0.0.1:0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "without a gossip key" in proc.stderr and "--insecure" in proc.stderr
