@@ -360,7 +360,10 @@ class MeshNode:
                     log.exception(
                         "overlay handler failed", extra={"node": self.name, "kind": out.kind}
                     )
-        if self._instance.next_deadline() < self._armed_deadline:
+        # Re-arm the timer loop whenever the next deadline moved: earlier (new timer) or later
+        # (its timer was cancelled, e.g. a probe timeout after the ack). Waking it now costs a
+        # task switch in this turn; sleeping to a dead deadline would cost a whole wake-up.
+        if self._instance.next_deadline() != self._armed_deadline:
             self._timer_wakeup.set()
         self._progress.set()
 
