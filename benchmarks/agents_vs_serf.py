@@ -105,9 +105,22 @@ class Swimmesh(System):
 
     def start(self, node: str, seed: str | None) -> None:
         port = free_port()
-        cmd = [sys.executable, "-m", "swimmesh", "agent", "--node-id", node, "--bind",
-               f"127.0.0.1:{port}", "--control", "127.0.0.1:0", "--preset", "lan",
-               "--log-level", "warning"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "swimmesh",
+            "agent",
+            "--node-id",
+            node,
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--control",
+            "127.0.0.1:0",
+            "--preset",
+            "lan",
+            "--log-level",
+            "warning",
+        ]
         if seed:
             cmd += ["--join", f"127.0.0.1:{self.gossip[seed]}"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -138,8 +151,15 @@ class Serf(System):
 
     def start(self, node: str, seed: str | None) -> None:
         port, rpc = free_port(), free_port()
-        cmd = ["serf", "agent", f"-node={node}", f"-bind=127.0.0.1:{port}", f"-rpc-addr=127.0.0.1:{rpc}",
-               "-profile=lan", "-log-level=err"]
+        cmd = [
+            "serf",
+            "agent",
+            f"-node={node}",
+            f"-bind=127.0.0.1:{port}",
+            f"-rpc-addr=127.0.0.1:{rpc}",
+            "-profile=lan",
+            "-log-level=err",
+        ]
         if seed:
             cmd.append(f"-join=127.0.0.1:{self.gossip[seed]}")
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -150,8 +170,11 @@ class Serf(System):
 
     def view(self, node: str) -> dict[str, str]:
         try:
-            out = subprocess.run(["serf", "members", f"-rpc-addr=127.0.0.1:{self.rpc[node]}",
-                                  "-format=json"], capture_output=True, timeout=5).stdout
+            out = subprocess.run(
+                ["serf", "members", f"-rpc-addr=127.0.0.1:{self.rpc[node]}", "-format=json"],
+                capture_output=True,
+                timeout=5,
+            ).stdout
             doc = json.loads(out)
         except (subprocess.TimeoutExpired, ValueError):
             return {}
@@ -163,8 +186,13 @@ class Serf(System):
         proc.wait()
 
 
-def poll(system: System, observers: list[str], done: Callable[[str, dict[str, str]], bool],
-         timeout: float, pool: ThreadPoolExecutor) -> dict[str, float]:
+def poll(
+    system: System,
+    observers: list[str],
+    done: Callable[[str, dict[str, str]], bool],
+    timeout: float,
+    pool: ThreadPoolExecutor,
+) -> dict[str, float]:
     """Times (from now) at which each observer's view first satisfied ``done``."""
     start = time.monotonic()
     reached: dict[str, float] = {}
@@ -186,8 +214,13 @@ def measure(system: System, n: int, kills: int, idle: float) -> dict[str, Any]:
                 system.start(node, names[0] if i else None)
             last_start = time.monotonic()
             everyone = set(names)
-            reached = poll(system, names, lambda o, v: {k for k, s in v.items() if s == "alive"} >= everyone,
-                           120, pool)
+            reached = poll(
+                system,
+                names,
+                lambda o, v: {k for k, s in v.items() if s == "alive"} >= everyone,
+                120,
+                pool,
+            )
             lag = time.monotonic() - last_start
             out["join_converged_all"] = len(reached) == n
             out["join_convergence_s"] = round(max(reached.values(), default=lag), 2)
@@ -207,11 +240,15 @@ def measure(system: System, n: int, kills: int, idle: float) -> dict[str, Any]:
                 victim = names[-1 - k]
                 system.kill(victim)
                 others = [x for x in names if x in system.procs]
-                reached = poll(system, others, lambda o, v, vic=victim: v.get(vic) == "failed", 120, pool)
+                reached = poll(
+                    system, others, lambda o, v, vic=victim: v.get(vic) == "failed", 120, pool
+                )
                 if len(reached) == len(others):
                     detect.append(max(reached.values()))
                 time.sleep(2)
-            out["kill9_to_failed_all_median_s"] = round(statistics.median(detect), 2) if detect else None
+            out["kill9_to_failed_all_median_s"] = (
+                round(statistics.median(detect), 2) if detect else None
+            )
             out["kill9_samples"] = [round(d, 2) for d in detect]
 
             leaver = [x for x in names if x in system.procs][-1]
@@ -225,7 +262,9 @@ def measure(system: System, n: int, kills: int, idle: float) -> dict[str, Any]:
 
             system.leave(leaver)
             reached = poll(system, others, left, 60, pool)
-            out["leave_to_left_all_s"] = round(max(reached.values()), 2) if len(reached) == len(others) else None
+            out["leave_to_left_all_s"] = (
+                round(max(reached.values()), 2) if len(reached) == len(others) else None
+            )
             out["leave_seen_failed_first"] = len(saw_failed)
         finally:
             system.stop_all()
@@ -233,7 +272,9 @@ def measure(system: System, n: int, kills: int, idle: float) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--nodes", type=int, nargs="+", default=[10, 25, 50, 100])
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--idle", type=float, default=30.0)
@@ -242,7 +283,9 @@ def main() -> None:
     systems: list[type[System]] = [Swimmesh]
     if not args.no_serf:
         if shutil.which("serf") is None:
-            sys.exit("serf is not installed (Debian package `serf`); use --no-serf to run ours alone")
+            sys.exit(
+                "serf is not installed (Debian package `serf`); use --no-serf to run ours alone"
+            )
         systems.append(Serf)
     rows = []
     for n in args.nodes:
@@ -251,15 +294,25 @@ def main() -> None:
             print(json.dumps(row), file=sys.stderr, flush=True)
             rows.append(row)
     print(json.dumps(rows, indent=2))
-    keys = ["join_convergence_s", "kill9_to_failed_all_median_s", "leave_to_left_all_s",
-            "leave_seen_failed_first", "idle_cpu_ms_per_s_mean", "rss_mib_median"]
+    keys = [
+        "join_convergence_s",
+        "kill9_to_failed_all_median_s",
+        "leave_to_left_all_s",
+        "leave_seen_failed_first",
+        "idle_cpu_ms_per_s_mean",
+        "rss_mib_median",
+    ]
     print(f"\n{'N':>4} {'metric':<30} {'swimmesh':>10} {'serf':>10} {'ratio':>7}")
     for n in args.nodes:
         ours = next(r for r in rows if r["nodes"] == n and r["system"] == "swimmesh")
         theirs = next((r for r in rows if r["nodes"] == n and r["system"] == "serf"), {})
         for k in keys:
             a, b = ours.get(k), theirs.get(k)
-            ratio = f"{a / b:.2f}" if isinstance(a, int | float) and isinstance(b, int | float) and b else "-"
+            ratio = (
+                f"{a / b:.2f}"
+                if isinstance(a, int | float) and isinstance(b, int | float) and b
+                else "-"
+            )
             print(f"{n:>4} {k:<30} {a!s:>10} {b!s:>10} {ratio:>7}")
 
 

@@ -91,6 +91,12 @@ def _tls(settings: AgentSettings) -> TlsPolicy | None:
         "checkCertificateRevocation",
         "reloadIntervalOverride",
     }
+    for pkcs12 in ("certificatePath", "certificateData", "certificatePassword"):
+        if pkcs12 in t:
+            raise ConfigError(
+                f"mesh.gossip.tls.{pkcs12}: PKCS#12 certificates are not supported; convert to "
+                "PEM (openssl pkcs12 -nodes) and give certFile, keyFile and caFile"
+            )
     unknown = set(t) - known
     if unknown:
         raise ConfigError(f"mesh.gossip.tls: unknown key(s) {', '.join(sorted(unknown))}")

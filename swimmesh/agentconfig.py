@@ -215,6 +215,8 @@ def apply_gossip_section(settings: AgentSettings, gossip: Mapping[str, Any], pre
             settings.suspicion_interval = parse_duration(value, where)
         elif key == "lifeguard":
             settings.gossip["lifeguard"] = _bool(value, where)
+        elif key == "streamFallback":
+            settings.gossip["stream_fallback"] = _bool(value, where)
         elif key == "nodeId":
             settings.node_id = _str(value, where)
         elif key == "bindAddress":

@@ -129,6 +129,8 @@ class MeshConfig:
     max_metadata_bytes: int = attrs.field(default=512, validator=_at_least(16))
     lifeguard: bool = True
     """Local health awareness, dynamic suspicion, buddy pings and nacks; off = plain SWIM."""
+    stream_fallback: bool = True
+    """Also ping over the stream channel when a UDP probe fails (memberlist's TCP ping)."""
     reconnect_interval: float = attrs.field(default=30.0, converter=_float, validator=_positive)
     reconnect_timeout: float = attrs.field(
         default=24 * 3600.0, converter=_float, validator=_positive

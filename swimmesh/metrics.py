@@ -99,6 +99,11 @@ class GossipCollector(Collector):
             ),
             ("swimmesh_repairs", "Table repairs pulled from unknown probers", stats.repairs),
             (
+                "swimmesh_stream_fallbacks",
+                "Probes answered over the stream channel only (UDP blocked?)",
+                stats.stream_fallbacks,
+            ),
+            (
                 "swimmesh_reconnect_attempts",
                 "Reconnect attempts to failed members",
                 stats.reconnect_attempts,

@@ -10,7 +10,7 @@ from swimmesh import codec
 from swimmesh.config import MeshConfig
 from swimmesh.events import MemberEventKind
 from swimmesh.member import Claim, MemberStatus
-from swimmesh.messages import Ack, ClaimMessage, Nack, Ping, PingReq, PushPull
+from swimmesh.messages import Ack, ClaimMessage, Nack, Ping, PingReq, PushPull, StreamPing
 from swimmesh.protocol import (
     EmitEvent,
     MetadataTooLarge,
@@ -304,3 +304,32 @@ def test_same_seed_same_trace() -> None:
         return [o.data for o in run_until(inst, 30.0) if isinstance(o, SendPacket)]
 
     assert trace() == trace()
+
+
+def test_stream_fallback_ping_saves_a_peer_whose_udp_is_blocked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    inst = make(peers=("b", "c", "d"))
+    t0, _, ping = _first_probe(inst)
+    out = run_until(inst, t0 + inst.config.probe_timeout)
+    [stream] = [o for o in out if isinstance(o, StartStream) and isinstance(o.message, StreamPing)]
+    assert stream.message == StreamPing(ping.seq, ping.target)
+    # The target answers the stream ping by echoing it (as handle_stream_request does).
+    target = make(name=ping.target)
+    assert target.handle_stream_request(("a", 1), stream.message, 0.0) == stream.message
+    inst.stream_reply(stream.request_id, stream.message, t0 + 0.6)
+    with caplog.at_level("WARNING", logger="swimmesh.protocol"):
+        out = run_until(inst, t0 + inst.config.probe_interval)
+    assert (MemberEventKind.SUSPECT, ping.target) not in events(out)
+    assert inst.stats.stream_fallbacks == 1
+    assert "UDP blocked?" in caplog.text
+
+
+def test_without_the_stream_answer_the_probe_still_fails() -> None:
+    inst = make(peers=("b", "c", "d"))
+    t0, _, ping = _first_probe(inst)
+    out = run_until(inst, t0 + inst.config.probe_timeout)
+    [stream] = [o for o in out if isinstance(o, StartStream) and isinstance(o.message, StreamPing)]
+    inst.stream_reply(stream.request_id, None, t0 + 0.6)  # connection refused
+    out = run_until(inst, t0 + inst.config.probe_interval)
+    assert (MemberEventKind.SUSPECT, ping.target) in events(out)

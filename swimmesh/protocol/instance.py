@@ -30,6 +30,7 @@ from ..messages import (
     PingReq,
     PushPull,
     StreamMessage,
+    StreamPing,
     UserMessage,
 )
 from .awareness import Awareness
@@ -67,6 +68,7 @@ class _Probe:
     acked: bool = False
     nacks: int = 0
     expected_nacks: int = 0
+    stream_ok: bool = False
     timeout_timer: Timer | None = None
     end_timer: Timer | None = None
 
@@ -110,6 +112,7 @@ class Stats:
     push_pull_failures: int = 0
     reconnect_attempts: int = 0
     repairs: int = 0
+    stream_fallbacks: int = 0
     packets_sent: int = 0
     packets_received: int = 0
     bytes_sent: int = 0
@@ -284,6 +287,8 @@ class SwimInstance:
         if isinstance(msg, PushPull):
             self.merge_remote_state(msg, now, source)
             return self.push_pull_message(join=False)
+        if isinstance(msg, StreamPing) and msg.target == self.name:
+            return msg  # the echo is the ack
         return None
 
     def stream_reply(self, request_id: int, reply: StreamMessage | None, now: float) -> None:
@@ -294,6 +299,11 @@ class SwimInstance:
         purpose, address = entry
         if purpose == "push-pull":
             self._active_push_pulls -= 1
+        if purpose == "fallback-ping":
+            probe = self._handlers.get(request_id)
+            if isinstance(probe, _Probe) and isinstance(reply, StreamPing):
+                probe.stream_ok = True
+            return
         if isinstance(reply, PushPull):
             self.merge_remote_state(reply, now, address, initiator=True)
         else:
@@ -664,6 +674,15 @@ class SwimInstance:
             self.stats.indirect_probes += len(relays)
             if nack:
                 probe.expected_nacks = len(relays)
+            if self.config.stream_fallback:
+                # memberlist's TCP ping: alongside the relays, ask over the stream channel.
+                self._streams[probe.seq] = ("fallback-ping", state.address)
+                remaining = max(probe.deadline - now, 0.0)
+                self._outbox.append(
+                    StartStream(
+                        probe.seq, state.address, StreamPing(probe.seq, probe.target), remaining
+                    )
+                )
 
         return on_timeout
 
@@ -671,7 +690,15 @@ class SwimInstance:
         def on_end(now: float) -> None:
             if self._handlers.get(probe.seq) is probe:
                 del self._handlers[probe.seq]
+            self._streams.pop(probe.seq, None)
             if probe.acked:
+                return
+            if probe.stream_ok:
+                self.stats.stream_fallbacks += 1
+                log.warning(
+                    "peer answered over the stream channel but not over UDP (UDP blocked?)",
+                    extra={"node": self.name, "peer": probe.target},
+                )
                 return
             self.stats.probe_failures += 1
             if self.config.lifeguard:
