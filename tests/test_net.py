@@ -186,3 +186,31 @@ async def test_unsealed_frame_to_an_encrypted_node_is_refused() -> None:
         with pytest.raises(TransportError):
             await raw.request(a.local_member.address, encode_frame("", UserRequest("k", b"")))
         assert sealed is not None and sealed.dropped["stream_decrypt"] == 1
+
+
+def _has_ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
+async def test_ipv6_loopback_mesh_and_a_stopped_node_answers_nothing() -> None:
+    async with NetTransport.open(("::1", 0)) as ta, NetTransport.open(("::1", 0)) as tb:
+        a_cfg = MeshConfig.fast(name="a", bind=ta.local_address)
+        b_cfg = MeshConfig.fast(name="b", bind=tb.local_address)
+        async with MeshNode.open(a_cfg, ta) as a:
+            async with MeshNode.open(b_cfg, tb) as b:
+                await b.join([a.local_member.address])
+                await wait_for(
+                    lambda: (m := a.member("b")) is not None and m.rtt_ms is not None, timeout=5
+                )
+                assert a.member("b").address[0] == "::1"  # type: ignore[union-attr]
+            # b stopped (its transport too): a must not be fooled into "UDP blocked?".
+            await wait_for(lambda: a.status_of("b") is MemberStatus.DEAD, timeout=10)
+            assert a.stats.stream_fallbacks == 0

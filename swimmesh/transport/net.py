@@ -156,6 +156,8 @@ class NetTransport:
         self._inbound = trio.Semaphore(options.max_connections)
         self.dropped: Counter[str] = Counter()
         self.closed = False
+        self._listeners: list[trio.SocketListener] = []
+        self._accepting = trio.CancelScope()
 
     @classmethod
     @asynccontextmanager
@@ -168,14 +170,13 @@ class NetTransport:
         host, port = udp.getsockname()[:2]
         async with trio.open_nursery() as nursery:
             transport = cls(nursery, udp, (host, port), opts)
+            transport._listeners = listeners
             nursery.start_soon(transport._accept_loop, listeners)
             try:
                 yield transport
             finally:
                 with trio.CancelScope(shield=True):
                     await transport.aclose()
-                    for listener in listeners:
-                        await listener.aclose()
                 nursery.cancel_scope.cancel()
 
     @property
@@ -237,7 +238,10 @@ class NetTransport:
         self._handler = handler
 
     async def _accept_loop(self, listeners: list[trio.SocketListener]) -> None:
-        await trio.serve_listeners(self._serve_connection, listeners, handler_nursery=self._nursery)
+        with self._accepting:
+            await trio.serve_listeners(
+                self._serve_connection, listeners, handler_nursery=self._nursery
+            )
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         if self._inbound.value == 0:
@@ -323,10 +327,12 @@ class NetTransport:
         slots: trio.Semaphore,
     ) -> None:
         try:
-            if self._handler is None:
+            handler = self._handler
+            if handler is None:
+                await ws.aclose()
                 return
             try:
-                reply = await self._handler(peer, msg[8:])
+                reply = await handler(peer, msg[8:])
             except TransportError:
                 self.dropped["stream_rejected"] += 1
                 await ws.aclose()
@@ -444,6 +450,11 @@ class NetTransport:
         if self.closed:
             return
         self.closed = True
+        self._handler = None  # a closed node answers nothing, over any channel
+        self._accepting.cancel()
+        for listener in self._listeners:
+            with contextlib.suppress(trio.ClosedResourceError, OSError):
+                await listener.aclose()
         for client in list(self._pool.values()):
             client.fail_all()
             with trio.move_on_after(0.5):
