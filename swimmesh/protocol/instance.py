@@ -171,6 +171,7 @@ class SwimInstance:
         self._outbox: list[Output] = []
         self._seq = 0
         self._gossip_timer: Timer | None = None
+        self._gossip_phase = now + self.rng.uniform(0, config.gossip_interval)
         self._active_push_pulls = 0
         self._next_repair = -math.inf
         self._reasserted: dict[Address, float] = {}
@@ -795,9 +796,14 @@ class SwimInstance:
         self._outbox.append(SendPacket(address, data))
 
     def _arm_gossip(self, now: float) -> None:
+        """Gossip at this node's next tick of a virtual ticker (phase drawn at start), like
+        memberlist's free-running ticker: news waits half an interval on average, and an idle
+        node (empty queue) never wakes for gossip."""
         if self._gossip_timer is None:
+            interval = self.config.gossip_interval
+            ticks = math.floor((now - self._gossip_phase) / interval) + 1
             self._gossip_timer = self._timers.schedule(
-                now + self.config.gossip_interval, self._gossip_tick
+                self._gossip_phase + ticks * interval, self._gossip_tick
             )
 
     def _gossip_tick(self, now: float) -> None:
