@@ -16,7 +16,7 @@ from .backpressure import (
     resolve_low_watermark,
     watch_depth,
 )
-from .diagnostics import lease_health_json, peer_json
+from .diagnostics import LeaseHealthRenderer, lease_health_json, peer_json
 from .metrics import PeerHealthCollector
 from .model import (
     Labels,
@@ -42,6 +42,7 @@ __all__ = [
     "BackpressureSignal",
     "CheckpointingSink",
     "Labels",
+    "LeaseHealthRenderer",
     "MonitoredReceiveChannel",
     "MonitoredSendChannel",
     "PeerHealth",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,7 +10,12 @@ from .model import PeerHealth, PeerHealthSnapshot
 
 
 def rfc3339(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``2026-11-22T12:00:00.000Z`` (UTC, milliseconds)."""
+    v = value if value.tzinfo is UTC else value.astimezone(UTC)
+    return (
+        f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:"
+        f"{v.second:02d}.{v.microsecond // 1000:03d}Z"
+    )
 
 
 def peer_json(peer: PeerHealth) -> dict[str, Any]:
@@ -25,7 +31,7 @@ def peer_json(peer: PeerHealth) -> dict[str, Any]:
         {"sequenceId": h.sequence_id, "attempt": h.attempt, "leaseId": h.lease_id}
         for h in peer.active_leases
     ]
-    out["metadata"] = dict(peer.metadata.items())
+    out["metadata"] = peer.metadata.as_dict()
     return out
 
 
@@ -45,3 +51,37 @@ def lease_health_json(snapshot: PeerHealthSnapshot) -> dict[str, Any]:
             {"provider": f.provider, "error": f.error} for f in snapshot.failures
         ]
     return doc
+
+
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class LeaseHealthRenderer:
+    """Renders snapshots to JSON bytes, re-encoding only peers that changed since the last
+    render (peers are cached by identity; the tracker reuses unchanged ones)."""
+
+    def __init__(self) -> None:
+        self._fragments: dict[int, tuple[PeerHealth, str]] = {}
+
+    def render(self, snapshot: PeerHealthSnapshot) -> bytes:
+        fragments: dict[int, tuple[PeerHealth, str]] = {}
+        parts = []
+        cache = self._fragments
+        for peer in snapshot.peers:
+            key = id(peer)
+            hit = cache.get(key)
+            if hit is None or hit[0] is not peer:
+                hit = (peer, _ENCODE(peer_json(peer)))
+            fragments[key] = hit
+            parts.append(hit[1])
+        self._fragments = fragments
+        doc = lease_health_json(PeerHealthSnapshot(snapshot.generated_at, (), snapshot.failures))
+        summary = snapshot.summary
+        doc["summary"] = {
+            "eligiblePeers": summary.eligible_peers,
+            "unhealthyPeers": summary.unhealthy_peers,
+            "pendingReassignments": summary.pending_reassignments,
+        }
+        head = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+        # Splice the cached peer fragments into the "peers": [] array.
+        return head.replace('"peers":[]', '"peers":[' + ",".join(parts) + "]", 1).encode()

@@ -7,7 +7,7 @@ were first written with for output.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import ItemsView, Iterable, Iterator, Mapping
 from datetime import datetime
 
 import attrs
@@ -16,7 +16,7 @@ import attrs
 class Labels(Mapping[str, str]):
     """An immutable string map with case-insensitive keys that remembers each key's casing."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_plain")
 
     def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
         pairs = items.items() if isinstance(items, Mapping) else items
@@ -26,6 +26,7 @@ class Labels(Mapping[str, str]):
             original = store[folded][0] if folded in store else key
             store[folded] = (original, value)
         self._items = store
+        self._plain = {original: value for original, value in store.values()}
 
     def __getitem__(self, key: str) -> str:
         return self._items[key.casefold()][1]
@@ -34,10 +35,17 @@ class Labels(Mapping[str, str]):
         return isinstance(key, str) and key.casefold() in self._items
 
     def __iter__(self) -> Iterator[str]:
-        return (original for original, _ in self._items.values())
+        return iter(self._plain)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._plain)
+
+    def items(self) -> ItemsView[str, str]:
+        return self._plain.items()
+
+    def as_dict(self) -> dict[str, str]:
+        """A plain copy, keys in their original casing."""
+        return dict(self._plain)
 
     def __repr__(self) -> str:
         return f"Labels({dict(self.items())!r})"

@@ -60,6 +60,7 @@ class PeerLeaseHealthTracker:
         self._lock = threading.Lock()
         self._peers: dict[str, _Entry] = {}
         self._healthy: dict[str, bool] = {}
+        self._views: dict[str, tuple[_Entry, bool, PeerHealth]] = {}
         self.assignments = 0
         self.releases = 0
         self.heartbeats = 0
@@ -69,10 +70,18 @@ class PeerLeaseHealthTracker:
     # -- recording -------------------------------------------------------------------------
 
     def _update(self, peer: str, change: Callable[[_Entry], _Entry]) -> None:
-        with self._lock:
-            entry = change(self._peers.get(peer, _EMPTY))
-            self._peers[peer] = entry
-            self._note_health(peer, entry, self._monotonic())
+        """Optimistic copy-on-write: build the new entry outside the lock, then install it only
+        if nobody replaced the old one meanwhile (else retry). The lock is held for a compare
+        and a store, so threads preempted by the GIL do not convoy behind it."""
+        peers = self._peers
+        while True:
+            old = peers.get(peer, _EMPTY)
+            new = change(old)
+            with self._lock:
+                if peers.get(peer, _EMPTY) is old:
+                    peers[peer] = new
+                    self._note_health(peer, new, self._monotonic())
+                    return
 
     def _note_health(self, peer: str, entry: _Entry, now: float) -> bool:
         healthy = self._is_healthy(entry, now)
@@ -157,13 +166,21 @@ class PeerLeaseHealthTracker:
         return True if entry is None else self._is_healthy(entry, self._monotonic())
 
     def peer_health_snapshot(self) -> list[PeerHealth]:
-        """Every peer's health now (the snapshot-provider protocol)."""
+        """Every peer's health now (the snapshot-provider protocol). A peer whose state and
+        health did not change since the last snapshot is the same object as then (renderers
+        may cache by identity)."""
         with self._lock:
             entries = list(self._peers.items())
             now = self._monotonic()
             health = [self._note_health(peer, entry, now) for peer, entry in entries]
-        return [
-            PeerHealth(
+        views = self._views
+        out: list[PeerHealth] = []
+        for (peer, e), healthy in zip(entries, health, strict=True):
+            cached = views.get(peer)
+            if cached is not None and cached[0] is e and cached[1] is healthy:
+                out.append(cached[2])
+                continue
+            view = PeerHealth(
                 peer_id=peer,
                 last_heartbeat=e.last_heartbeat_wall,
                 last_disconnect=e.last_disconnect_wall,
@@ -173,8 +190,13 @@ class PeerLeaseHealthTracker:
                 active_leases=tuple(sorted(e.leases)),
                 metadata=e.metadata,
             )
-            for (peer, e), healthy in zip(entries, health, strict=True)
-        ]
+            views[peer] = (e, healthy, view)
+            out.append(view)
+        if len(views) > len(entries):
+            live = {peer for peer, _ in entries}
+            for gone in [p for p in views if p not in live]:
+                del views[gone]
+        return out
 
     def snapshot(self) -> PeerHealthSnapshot:
         return PeerHealthSnapshot(

@@ -24,6 +24,15 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from peerhealth import (
+    BackpressureDiagnostics,
+    BackpressureMonitor,
+    LeaseHealthRenderer,
+    PeerHealthCollector,
+    PeerHealthSnapshotProvider,
+    PeerLeaseHealthTracker,
+)
+
 from .agentconfig import AgentSettings
 from .clock import TrioClock
 from .config import ConfigError, MeshConfig, format_address, parse_address
@@ -31,6 +40,7 @@ from .control import build_app
 from .crypto import Keyring, KeyringError, Sealer, decode_key, encode_key, save_atomic
 from .events import MemberEventKind
 from .metrics import node_registry
+from .peer_health import publish_backpressure, record_membership
 from .runtime import JoinError, MeshNode, RequestError
 from .transport.net import NetOptions, NetTransport
 from .transport.sealed import SealedTransport
@@ -135,6 +145,13 @@ class Agent:
         self.keyring_path = keyring_path
         self.control_token = settings.control_token
         self.registry = node_registry(node, drops)
+        self.tracker = PeerLeaseHealthTracker()
+        self.health_providers: list[PeerHealthSnapshotProvider] = [self.tracker]
+        self.lease_health_renderer = LeaseHealthRenderer()
+        self.backpressure = BackpressureMonitor()
+        self.backpressure_diagnostics = BackpressureDiagnostics()
+        self.backpressure.add_listener(self.backpressure_diagnostics)
+        self.registry.register(PeerHealthCollector(self.tracker, backpressure=self.backpressure))
         self.joined = not settings.join
         self.shutdown = trio.Event()
         self.shutdown_reason = ""
@@ -304,6 +321,8 @@ async def run_agent(
             control_url = binds[0] if binds else f"http://{format_address(control)}"
             nursery.start_soon(_signals, agent)
             nursery.start_soon(_snapshots, agent)
+            nursery.start_soon(record_membership, node, agent.tracker)
+            nursery.start_soon(publish_backpressure, node, agent.backpressure)
             info = {
                 "event": "ready",
                 "node": node.name,

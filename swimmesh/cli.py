@@ -158,6 +158,87 @@ def _cmd_peers_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def lease_health_table(doc: dict[str, Any]) -> str:
+    rows = [
+        [
+            "Peer",
+            "Healthy",
+            "Last heartbeat",
+            "Last disconnect",
+            "Assigned",
+            "Pending",
+            "Leases",
+            "Role",
+            "Reason",
+        ]
+    ]
+    for p in doc.get("peers", []):
+        md = p.get("metadata") or {}
+        rows.append(
+            [
+                str(p["peerId"]),
+                "yes" if p.get("isHealthy") else "NO",
+                p.get("lastHeartbeat", "-"),
+                p.get("lastDisconnect", "-"),
+                str(p.get("activeAssignments", 0)),
+                str(p.get("pendingReassignments", 0)),
+                str(len(p.get("activeLeases", []))),
+                md.get("mesh.role", "-"),
+                md.get("disconnect.reason", "-"),
+            ]
+        )
+    s = doc.get("summary", {})
+    footer = (
+        f"\n{s.get('eligiblePeers', 0)} eligible, {s.get('unhealthyPeers', 0)} unhealthy, "
+        f"{s.get('pendingReassignments', 0)} pending reassignments"
+    )
+    errors = "".join(
+        f"\nprovider {e['provider']} failed: {e['error']}" for e in doc.get("providerErrors", [])
+    )
+    return _render(rows) + footer + errors
+
+
+def _cmd_lease_health(args: argparse.Namespace) -> int:
+    doc = _call("GET", args.url, "/omnirelay/control/lease-health", args.timeout)
+    print(json.dumps(doc, indent=2) if args.format == "json" else lease_health_table(doc))
+    return EXIT_OK
+
+
+def _signal_line(doc: dict[str, Any]) -> str:
+    state = "ACTIVE" if doc["isActive"] else "inactive"
+    return (
+        f"{doc['observedAt']}  {state:<8} pending={doc['pendingCount']} "
+        f"high={doc['highWatermark']} low={doc['lowWatermark']}"
+    )
+
+
+def _cmd_backpressure(args: argparse.Namespace) -> int:
+    if not args.watch:
+        doc = _call("GET", args.url, "/omnirelay/control/backpressure", args.timeout)
+        if doc is None:
+            print("{}" if args.format == "json" else "no backpressure signal yet")
+        else:
+            print(json.dumps(doc, indent=2) if args.format == "json" else _signal_line(doc))
+        return EXIT_OK
+    url = args.url.rstrip("/") + "/omnirelay/control/backpressure/stream"
+    print(f"Streaming backpressure signals from {args.url}. Press Ctrl+C to exit.", file=sys.stderr)
+    try:
+        with httpx.stream("GET", url, timeout=httpx.Timeout(args.timeout, read=None)) as response:
+            if response.status_code >= 400:
+                raise CliError(f"{url}: HTTP {response.status_code}")
+            for line in response.iter_lines():
+                if line.strip():
+                    doc = json.loads(line)
+                    print(
+                        json.dumps(doc) if args.format == "json" else _signal_line(doc), flush=True
+                    )
+    except httpx.TimeoutException:
+        raise CliError(f"timed out connecting to {args.url}", EXIT_TIMEOUT) from None
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach {args.url}: {exc}") from None
+    return EXIT_OK
+
+
 def _token(args: argparse.Namespace) -> str | None:
     token: str | None = args.token or os.environ.get("SWIMMESH_CONTROL_TOKEN")
     return token
@@ -492,6 +573,16 @@ def build_parser() -> argparse.ArgumentParser:
     plist = peers.add_parser("list", help="the members this agent knows")
     _read_flags(plist)
     plist.set_defaults(func=_cmd_peers_list)
+
+    lh = mesh.add_parser(
+        "lease-health", help="per-peer lease health (/omnirelay/control/lease-health)"
+    )
+    _read_flags(lh)
+    lh.set_defaults(func=_cmd_lease_health)
+    bp = mesh.add_parser("backpressure", help="the agent's backpressure signal")
+    _read_flags(bp)
+    bp.add_argument("--watch", action="store_true", help="stream signals until Ctrl+C")
+    bp.set_defaults(func=_cmd_backpressure)
 
     keys = sub.add_parser("keys", help="gossip encryption keys").add_subparsers(
         dest="keys_command", required=True

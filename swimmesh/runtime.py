@@ -181,6 +181,11 @@ class MeshNode:
     def alive_members(self) -> list[Member]:
         return [m for m in self._instance.members() if m.status is MemberStatus.ALIVE]
 
+    def on_ack(self, listener: Callable[[str], None] | None) -> None:
+        """Call ``listener(member_name)`` on every ack a probe of ours gets (direct or relayed):
+        the cheapest liveness signal, for heartbeat-style overlays. Keep it fast."""
+        self._instance.ack_listener = listener
+
     def events(self) -> EventSubscription:
         """Subscribe to membership events (join, update, suspect, alive, dead, leave)."""
         sub = EventSubscription(self)

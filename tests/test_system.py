@@ -148,3 +148,80 @@ def test_meshes_with_different_labels_never_see_each_other(agents: Agents) -> No
         assert set(agents.peers(name)) == {"blue-0", "blue-1"}
     for name in ("green-0", "green-1"):
         assert set(agents.peers(name)) == {"green-0", "green-1"}
+
+
+def lease_health(agents: Agents, name: str) -> dict[str, dict[str, object]]:
+    import httpx
+
+    doc = httpx.get(agents.url(name) + "/omnirelay/control/lease-health", timeout=2).json()
+    return {p["peerId"]: p for p in doc["peers"]}
+
+
+def test_lease_health_marks_a_killed_agent_unhealthy_with_the_reason(agents: Agents) -> None:
+    names = form_mesh(agents, 3)
+    wait_until(
+        lambda: all(
+            "lastHeartbeat" in lease_health(agents, a).get(b, {})
+            for a in names
+            for b in names
+            if a != b
+        ),
+        10,
+        "heartbeats recorded",
+    )
+    first = lease_health(agents, names[0])[names[1]]
+    assert first["isHealthy"] is True and first["metadata"]["mesh.role"] == "worker"  # type: ignore[index]
+    victim, others = names[2], names[:2]
+    agents.kill(victim)
+    took = wait_until(
+        lambda: all(
+            lease_health(agents, o).get(victim, {}).get("isHealthy") is False for o in others
+        ),
+        detection_bound(3),
+        "unhealthy in lease-health",
+    )
+    for o in others:
+        entry = lease_health(agents, o)[victim]
+        assert entry["metadata"]["disconnect.reason"] == "dead"  # type: ignore[index]
+        assert "lastDisconnect" in entry
+    proc = cli("mesh", "lease-health", "--url", agents.url(others[0]))
+    assert proc.returncode == 0 and "NO" in proc.stdout and "1 unhealthy" in proc.stdout
+    print(f"killed agent unhealthy in lease-health after {took:.2f}s")
+
+
+def test_backpressure_is_published_in_gossip_metadata(agents: Agents) -> None:
+    import httpx
+
+    names = form_mesh(agents, 3, "--control-token", "t")
+    busy = agents.url(names[1])
+    assert httpx.get(busy + "/omnirelay/control/backpressure", timeout=2).status_code in (200, 204)
+    denied = httpx.post(
+        busy + "/omnirelay/control/backpressure", json={"pendingCount": 600}, timeout=2
+    )
+    assert denied.status_code == 401
+    reply = httpx.post(
+        busy + "/omnirelay/control/backpressure",
+        json={"pendingCount": 600},
+        headers={"Authorization": "Bearer t"},
+        timeout=2,
+    )
+    assert reply.json()["isActive"] is True
+
+    def labels_of(observer: str) -> dict[str, str]:
+        doc = httpx.get(agents.url(observer) + "/control/peers", timeout=2).json()
+        peer = next(p for p in doc["peers"] if p["nodeId"] == names[1])
+        return dict(peer["metadata"]["labels"])
+
+    wait_until(
+        lambda: all(labels_of(o).get("backpressure") == "active" for o in names),
+        10,
+        "backpressure visible on every node",
+    )
+    signal = cli("mesh", "backpressure", "--url", busy, "--format", "json")
+    assert (
+        json.loads(signal.stdout)["isActive"] is True
+        and json.loads(signal.stdout)["highWatermark"] == 512
+    )
+    with httpx.stream("GET", busy + "/omnirelay/control/backpressure/stream", timeout=5) as stream:
+        first = next(line for line in stream.iter_lines() if line.strip())
+    assert json.loads(first)["isActive"] is True and json.loads(first)["pendingCount"] == 600

@@ -7,16 +7,19 @@ Reads are open (the plane binds to loopback by default); mutating endpoints need
 from __future__ import annotations
 
 import hmac
+import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from peerhealth import BackpressureSignal, merge_snapshots
 
 from ..crypto import KeyringError, decode_key
 from ..member import Member
@@ -63,6 +66,16 @@ def peer_json(member: Member, mono_now: float, wall_now: float, local: bool) -> 
             "metadataVersion": member.meta_version,
             "labels": labels,
         },
+    }
+
+
+def signal_json(signal: BackpressureSignal) -> dict[str, Any]:
+    return {
+        "isActive": signal.is_active,
+        "pendingCount": signal.pending_count,
+        "observedAt": rfc3339(signal.observed_at.timestamp()),
+        "highWatermark": signal.high_watermark,
+        "lowWatermark": signal.low_watermark,
     }
 
 
@@ -124,7 +137,44 @@ def build_app(agent: Agent) -> Starlette:
         result = await agent.cluster_key_op(op, key)
         return JSONResponse(result, 200 if not result["failed"] else 500)
 
+    async def lease_health(request: Request) -> Response:
+        snapshot = merge_snapshots(agent.health_providers)
+        body = agent.lease_health_renderer.render(snapshot)
+        return Response(body, media_type="application/json")
+
+    async def backpressure(request: Request) -> Response:
+        latest = agent.backpressure_diagnostics.latest
+        if latest is None:
+            return Response(status_code=204)
+        return JSONResponse(signal_json(latest))
+
+    async def backpressure_report(request: Request) -> Response:
+        try:
+            body = await request.json()
+            depth = body["pendingCount"]
+            if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+                raise ValueError("pendingCount must be a non-negative integer")
+        except (ValueError, KeyError, TypeError) as exc:
+            return JSONResponse({"error": f'body must be {{"pendingCount": n}}: {exc}'}, 400)
+        agent.backpressure.observe(depth)
+        return JSONResponse({"isActive": agent.backpressure.is_active, "pendingCount": depth})
+
+    async def backpressure_stream(request: Request) -> Response:
+        diagnostics = agent.backpressure_diagnostics
+
+        async def lines() -> AsyncIterator[str]:
+            if diagnostics.latest is not None:
+                yield json.dumps(signal_json(diagnostics.latest)) + "\n"
+            while True:
+                yield json.dumps(signal_json(await diagnostics.next_signal())) + "\n"
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
     routes = [
+        Route("/omnirelay/control/lease-health", lease_health),
+        Route("/omnirelay/control/backpressure", backpressure),
+        Route("/omnirelay/control/backpressure", guarded(backpressure_report), methods=["POST"]),
+        Route("/omnirelay/control/backpressure/stream", backpressure_stream),
         Route("/control/peers", peers),
         Route("/omnirelay/control/peers", peers),
         Route("/metrics", metrics),

@@ -175,6 +175,8 @@ class SwimInstance:
         self._active_push_pulls = 0
         self._next_repair = -math.inf
         self._reasserted: dict[Address, float] = {}
+        self.ack_listener: Callable[[str], None] | None = None
+        """Called with a member's name on every ack from it (overlays record heartbeats)."""
         self._seen_user: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._user_seq = 0
 
@@ -746,6 +748,8 @@ class SwimInstance:
         for timer in (handler.timeout_timer, handler.end_timer):
             if timer is not None:
                 timer.cancel()
+        if self.ack_listener is not None:
+            self.ack_listener(handler.target)
         state = self._table.get(handler.target)
         if state is None or source != state.address:
             return  # acked through a relay: the target lives, but this is no RTT sample
