@@ -77,7 +77,7 @@ class EventSubscription:
             raise StopAsyncIteration from None
 
     def close(self) -> None:
-        self._node._subscribers.discard(self)
+        self._node._subscribers.pop(self, None)
         self._send.close()
 
     async def __aenter__(self) -> EventSubscription:
@@ -107,7 +107,9 @@ class MeshNode:
         self._clock = clock
         self._nursery = nursery
         self._instance = SwimInstance(config, clock.now(), rng, packet_overhead=packet_overhead)
-        self._subscribers: set[EventSubscription] = set()
+        # Insertion-ordered (a dict, not a set): delivery order must not depend on memory
+        # addresses, or simulations with the same seed would not replay.
+        self._subscribers: dict[EventSubscription, None] = {}
         self._user_handlers: dict[str, UserHandler] = {}
         self._request_handlers: dict[str, RequestHandler] = {}
         self._stream_slots = trio.Semaphore(config.max_concurrent_push_pulls)
@@ -189,7 +191,7 @@ class MeshNode:
     def events(self) -> EventSubscription:
         """Subscribe to membership events (join, update, suspect, alive, dead, leave)."""
         sub = EventSubscription(self)
-        self._subscribers.add(sub)
+        self._subscribers[sub] = None
         return sub
 
     # -- operations ------------------------------------------------------------------------

@@ -161,7 +161,7 @@ class SwimInstance:
         self._gossip = SampleSet()  # ALIVE, SUSPECT and recently DEAD peers: gossip targets
         self._live = 1  # ALIVE + SUSPECT members including self
         self._probes = ProbeOrder(self.rng)
-        self._suspicions: dict[str, tuple[Suspicion, Timer]] = {}
+        self._suspicions: dict[str, tuple[Suspicion, list[Timer]]] = {}
         self._awareness = Awareness(config.awareness_max)
         self._broadcasts = BroadcastQueue()
         self._timers = TimerQueue()
@@ -578,8 +578,10 @@ class SwimInstance:
         if not c.lifeguard or self._live - 2 < k:
             k = 0
         suspicion = Suspicion(now, state.incarnation, source or "?", k, minimum, maximum)
-        timer = self._timers.schedule(suspicion.deadline(), self._suspicion_expiry(state.name))
-        self._suspicions[state.name] = (suspicion, timer)
+        self._suspicions[state.name] = (
+            suspicion,
+            self._suspicion_timers(state.name, suspicion, now),
+        )
         self.stats.suspicions += 1
         log.debug(
             "member suspected",
@@ -590,19 +592,52 @@ class SwimInstance:
         entry = self._suspicions.get(state.name)
         if entry is None or not entry[0].confirm(source):
             return False
-        suspicion, timer = entry
-        timer.cancel()
-        deadline = max(suspicion.deadline(), now)
+        suspicion, timers = entry
+        for timer in timers:
+            timer.cancel()
         self._suspicions[state.name] = (
             suspicion,
-            self._timers.schedule(deadline, self._suspicion_expiry(state.name)),
+            self._suspicion_timers(state.name, suspicion, now),
         )
         return True
+
+    def _suspicion_timers(self, name: str, suspicion: Suspicion, now: float) -> list[Timer]:
+        """The expiry timer, and (with Lifeguard) two "last call" buddy nudges before it.
+
+        Epidemic gossip leaves a small chance (about e^-7 per node here) that one node misses
+        a refutation; if that node holds the suspicion it would run to its end and declare a
+        live node dead. So the suspecter tells the suspect directly, twice, shortly before the
+        deadline: a live suspect answers with its current incarnation at once (see
+        ``_reassert``); a dead one costs two packets."""
+        deadline = max(suspicion.deadline(), now)
+        timers = [self._timers.schedule(deadline, self._suspicion_expiry(name))]
+        if self.config.lifeguard:
+            c = self.config
+            for lead in (2 * c.probe_interval, c.probe_timeout):
+                at = deadline - lead
+                if at > now:
+                    timers.append(self._timers.schedule(at, self._nudge(name, suspicion)))
+        return timers
+
+    def _nudge(self, name: str, suspicion: Suspicion) -> TimerCallback:
+        def nudge(now: float) -> None:
+            state = self._table.get(name)
+            if (
+                state is None
+                or state.status is not _SUSPECT
+                or state.incarnation != suspicion.incarnation
+            ):
+                return
+            claim = Claim(name, state.incarnation, _SUSPECT, state.address, source=self.name)
+            self._send(state.address, [codec.encode_message(ClaimMessage(claim))])
+
+        return nudge
 
     def _cancel_suspicion(self, name: str) -> None:
         entry = self._suspicions.pop(name, None)
         if entry is not None:
-            entry[1].cancel()
+            for timer in entry[1]:
+                timer.cancel()
 
     def _suspicion_expiry(self, name: str) -> TimerCallback:
         def expire(now: float) -> None:
