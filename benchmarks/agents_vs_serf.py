@@ -31,6 +31,8 @@ from typing import Any
 
 import httpx
 
+from swimmesh.testing import AgentProcesses
+
 CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -100,46 +102,26 @@ class Swimmesh(System):
 
     def __init__(self) -> None:
         super().__init__()
-        self.control: dict[str, str] = {}
+        self.agents = AgentProcesses()
+        self.procs = self.agents.procs  # type: ignore[assignment]
         self.client = httpx.Client(timeout=2.0)
 
     def start(self, node: str, seed: str | None) -> None:
         port = free_port()
-        cmd = [
-            sys.executable,
-            "-m",
-            "swimmesh",
-            "agent",
-            "--node-id",
-            node,
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--control",
-            "127.0.0.1:0",
-            "--preset",
-            "lan",
-            "--log-level",
-            "warning",
-        ]
-        if seed:
-            cmd += ["--join", f"127.0.0.1:{self.gossip[seed]}"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        assert proc.stdout is not None
-        info = json.loads(proc.stdout.readline())
-        self.procs[node], self.gossip[node], self.control[node] = proc, port, info["control"]
+        join = ["--join", f"127.0.0.1:{self.gossip[seed]}"] if seed else []
+        self.agents.start(node, *join, bind=f"127.0.0.1:{port}", preset="lan")
+        self.gossip[node] = port
 
     def view(self, node: str) -> dict[str, str]:
         try:
-            doc = self.client.get(self.control[node] + "/control/peers").json()
+            doc = self.client.get(self.agents.url(node) + "/control/peers").json()
         except (httpx.HTTPError, ValueError):
             return {}
         norm = {"Alive": "alive", "Suspect": "alive", "Dead": "failed", "Left": "left"}
         return {p["nodeId"]: norm[p["status"]] for p in doc["peers"]}
 
     def leave(self, node: str) -> None:
-        proc = self.procs.pop(node)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait()
+        self.agents.kill(node, signal.SIGTERM)
 
 
 class Serf(System):

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -318,106 +317,52 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 # -- demo -------------------------------------------------------------------------------------
 
 
-class _Agents:
-    """Agent processes this demo started; stopped by PID, never by name."""
-
-    def __init__(self) -> None:
-        self.procs: dict[str, subprocess.Popen[str]] = {}
-        self.info: dict[str, dict[str, Any]] = {}
-
-    def start(self, name: str, preset: str, join: str | None) -> dict[str, Any]:
-        cmd = [
-            sys.executable,
-            "-m",
-            "swimmesh",
-            "agent",
-            "--node-id",
-            name,
-            "--bind",
-            "127.0.0.1:0",
-            "--control",
-            "127.0.0.1:0",
-            "--preset",
-            preset,
-            "--log-level",
-            "warning",
-        ]
-        if join:
-            cmd += ["--join", join]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.procs[name] = proc
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line:
-            raise CliError(f"agent {name} exited before it was ready (code {proc.wait()})")
-        self.info[name] = json.loads(line)
-        return self.info[name]
-
-    def signal(self, name: str, sig: int) -> None:
-        proc = self.procs.pop(name)
-        proc.send_signal(sig)
-        proc.wait(timeout=15)
-
-    def stop_all(self) -> None:
-        for name in list(self.procs):
-            proc = self.procs.pop(name)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            proc.wait(timeout=15)
-
-
 def _wait(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise CliError(f"{what} did not happen within {timeout:g}s", EXIT_TIMEOUT)
-        time.sleep(0.05)
-    return time.monotonic() - start
+    from .testing import wait_until
 
-
-def _statuses(url: str) -> dict[str, str]:
     try:
-        doc = _call("GET", url, "/control/peers", 2.0)
-    except CliError:
-        return {}
-    return {p["nodeId"]: p["status"] for p in doc["peers"]}
+        return wait_until(condition, timeout, what)
+    except TimeoutError as exc:
+        raise CliError(str(exc), EXIT_TIMEOUT) from None
 
 
 def _demo_agents(args: argparse.Namespace) -> int:
-    agents = _Agents()
+    from .testing import AgentProcesses
+
+    agents = AgentProcesses()
     names = [f"node-{i}" for i in range(args.nodes)]
     try:
-        first = agents.start(names[0], args.preset, None)
+        first = agents.start(names[0], preset=args.preset)
         for name in names[1:]:
-            agents.start(name, args.preset, first["gossip"])
-        urls = {n: agents.info[n]["control"] for n in names}
+            agents.start(name, "--join", first["gossip"], preset=args.preset)
         took = _wait(
-            lambda: all(
-                list(_statuses(u).values()).count("Alive") == args.nodes for u in urls.values()
-            ),
+            lambda: all(list(agents.peers(n).values()).count("Alive") == args.nodes for n in names),
             30,
             "mesh formation",
         )
+        urls = [agents.url(n) for n in names]
         print(
             f"{args.nodes} agents on 127.0.0.1 formed a mesh in {took * 1000:.0f} ms "
-            f"({args.preset} preset); control planes: {', '.join(urls.values())}\n"
+            f"({args.preset} preset); control planes: {', '.join(urls)}\n"
         )
-        print(peers_table(_call("GET", urls[names[0]], "/control/peers", 5)))
+        print(peers_table(_call("GET", urls[0], "/control/peers", 5)))
         if args.nodes >= 3 and not args.keep:
             victim, leaver = names[-1], names[-2]
-            agents.signal(victim, signal.SIGKILL)
-            rest = [u for n, u in urls.items() if n not in (victim, leaver)]
+            agents.kill(victim, signal.SIGKILL)
             took = _wait(
-                lambda: all(_statuses(u).get(victim) == "Dead" for u in [*rest, urls[leaver]]),
+                lambda: all(agents.peers(n).get(victim) == "Dead" for n in agents.live()),
                 60,
                 "failure detection",
             )
             print(f"\nkill -9 {victim}: every agent saw it Dead after {took:.2f} s")
-            agents.signal(leaver, signal.SIGTERM)
-            took = _wait(lambda: all(_statuses(u).get(leaver) == "Left" for u in rest), 10, "leave")
+            agents.kill(leaver, signal.SIGTERM)
+            took = _wait(
+                lambda: all(agents.peers(n).get(leaver) == "Left" for n in agents.live()),
+                10,
+                "leave",
+            )
             print(f"SIGTERM {leaver}: every agent saw it Left after {took * 1000:.0f} ms\n")
-            print(peers_table(_call("GET", urls[names[0]], "/control/peers", 5)))
+            print(peers_table(_call("GET", urls[0], "/control/peers", 5)))
         if args.keep:
             print("\nagents keep running; Ctrl+C stops them")
             try:
@@ -426,7 +371,7 @@ def _demo_agents(args: argparse.Namespace) -> int:
             except KeyboardInterrupt:
                 pass
     finally:
-        agents.stop_all()
+        agents.stop_all(signal.SIGTERM)
     return EXIT_OK
 
 

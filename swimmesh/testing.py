@@ -9,6 +9,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -190,12 +191,16 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> floa
 
 
 class AgentProcesses:
-    """``swimmesh agent`` processes on 127.0.0.1 for system tests: start them, read their
-    control planes, signal them. ``stop_all`` kills those it started, by PID."""
+    """``swimmesh agent`` processes on 127.0.0.1 (tests, the demo, benchmarks): start them,
+    read their control planes, signal them. ``stop_all`` kills those it started, by PID.
+    Each agent's stderr goes to a file (a pipe nobody reads would block a chatty agent); it is
+    read back only when an agent fails to start."""
 
-    def __init__(self) -> None:
+    def __init__(self, log_level: str = "warning") -> None:
         self.procs: dict[str, subprocess.Popen[str]] = {}
         self.info: dict[str, dict[str, Any]] = {}
+        self.log_level = log_level
+        self._logs = tempfile.TemporaryDirectory(prefix="swimmesh-agents-")
 
     def start(
         self,
@@ -204,7 +209,9 @@ class AgentProcesses:
         bind: str = "127.0.0.1:0",
         preset: str = "fast",
         env: dict[str, str] | None = None,
+        timeout: float = 30.0,
     ) -> dict[str, Any]:
+        """Start agent ``name`` (extra flags in ``args``) and return its ready line."""
         cmd = [
             sys.executable,
             "-m",
@@ -219,29 +226,33 @@ class AgentProcesses:
             "--preset",
             preset,
             "--log-level",
-            "warning",
+            self.log_level,
             *args,
         ]
-        proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
+        log_path = os.path.join(self._logs.name, f"{name}.log")
+        with open(log_path, "w") as log_file:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                text=True,
+                env={**os.environ, **(env or {})},
+            )
         self.procs[name] = proc
         assert proc.stdout is not None
         sel = selectors.DefaultSelector()
         sel.register(proc.stdout, selectors.EVENT_READ)
-        if not sel.select(timeout=30):
-            raise TimeoutError(f"agent {name} did not report ready within 30s")
+        if not sel.select(timeout=timeout):
+            raise TimeoutError(f"agent {name} did not report ready within {timeout}s")
         line = proc.stdout.readline()
         if not line:
-            raise RuntimeError(
-                f"agent {name} exited: {proc.wait()} {proc.stderr.read() if proc.stderr else ''}"
-            )
+            with open(log_path) as f:
+                raise RuntimeError(f"agent {name} exited with {proc.wait()}: {f.read().strip()}")
         self.info[name] = json.loads(line)
         return self.info[name]
+
+    def gossip_port(self, name: str) -> int:
+        return int(self.gossip(name).rsplit(":", 1)[1])
 
     def url(self, name: str) -> str:
         return str(self.info[name]["control"])
@@ -277,10 +288,11 @@ class AgentProcesses:
     def live(self) -> list[str]:
         return list(self.procs)
 
-    def stop_all(self) -> None:
+    def stop_all(self, sig: int = signal.SIGKILL) -> None:
+        """Signal every agent still running that this object started, and wait for them."""
         for proc in self.procs.values():
             if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
+                proc.send_signal(sig)
         for proc in self.procs.values():
             proc.wait(timeout=30)
         self.procs.clear()
