@@ -113,7 +113,7 @@ class MeshNode:
         self._user_handlers: dict[str, UserHandler] = {}
         self._request_handlers: dict[str, RequestHandler] = {}
         self._stream_slots = trio.Semaphore(config.max_concurrent_push_pulls)
-        self._timer_wakeup = trio.Event()
+        self._timer_scope: trio.CancelScope | None = None
         self._armed_deadline = math.inf
         self._progress = trio.Event()
         self.closed = False
@@ -334,9 +334,10 @@ class MeshNode:
         while True:
             deadline = instance.next_deadline()
             self._armed_deadline = deadline
-            self._timer_wakeup = trio.Event()
-            with trio.move_on_at(self._clock.trio_time(deadline)):
-                await self._timer_wakeup.wait()
+            with trio.move_on_at(self._clock.trio_time(deadline)) as scope:
+                self._timer_scope = scope
+                await trio.sleep_forever()
+            self._timer_scope = None
             self._armed_deadline = math.inf
             instance.tick(self._clock.now())
             await self._flush()
@@ -367,11 +368,16 @@ class MeshNode:
                     log.exception(
                         "overlay handler failed", extra={"node": self.name, "kind": out.kind}
                     )
-        # Re-arm the timer loop whenever the next deadline moved: earlier (new timer) or later
-        # (its timer was cancelled, e.g. a probe timeout after the ack). Waking it now costs a
-        # task switch in this turn; sleeping to a dead deadline would cost a whole wake-up.
-        if self._instance.next_deadline() != self._armed_deadline:
-            self._timer_wakeup.set()
+        # Re-arm the sleeping timer loop when the next deadline moved: earlier (a new timer) or
+        # later (its timer was cancelled, e.g. a probe timeout after the ack). Moving its cancel
+        # scope's deadline costs no task switch, and sleeping to a dead deadline would cost a
+        # whole wake-up.
+        scope = self._timer_scope
+        if scope is not None:
+            deadline = self._instance.next_deadline()
+            if deadline != self._armed_deadline:
+                self._armed_deadline = deadline
+                scope.deadline = self._clock.trio_time(deadline)
         self._progress.set()
 
     async def _run_stream(self, directive: StartStream) -> None:
