@@ -54,6 +54,34 @@ def lease_health_json(snapshot: PeerHealthSnapshot) -> dict[str, Any]:
 
 
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_STR = json.encoder.encode_basestring  # the C escaper behind json.dumps(ensure_ascii=False)
+
+
+def peer_fragment(peer: PeerHealth) -> str:
+    """``peer_json(peer)`` encoded compactly, built directly from strings (several times
+    faster than building the dict and encoding it; a test holds the two equal)."""
+    parts = ['{"peerId":', _STR(peer.peer_id)]
+    if peer.last_heartbeat is not None:
+        parts += [',"lastHeartbeat":"', rfc3339(peer.last_heartbeat), '"']
+    if peer.last_disconnect is not None:
+        parts += [',"lastDisconnect":"', rfc3339(peer.last_disconnect), '"']
+    parts += [
+        ',"isHealthy":',
+        "true" if peer.is_healthy else "false",
+        ',"activeAssignments":',
+        str(peer.active_assignments),
+        ',"pendingReassignments":',
+        str(peer.pending_reassignments),
+        ',"activeLeases":[',
+        ",".join(
+            f'{{"sequenceId":{h.sequence_id},"attempt":{h.attempt},"leaseId":{_STR(h.lease_id)}}}'
+            for h in peer.active_leases
+        ),
+        '],"metadata":{',
+        ",".join(f"{_STR(k)}:{_STR(v)}" for k, v in peer.metadata.items()),
+        "}}",
+    ]
+    return "".join(parts)
 
 
 class LeaseHealthRenderer:
@@ -71,7 +99,7 @@ class LeaseHealthRenderer:
             key = id(peer)
             hit = cache.get(key)
             if hit is None or hit[0] is not peer:
-                hit = (peer, _ENCODE(peer_json(peer)))
+                hit = (peer, peer_fragment(peer))
             fragments[key] = hit
             parts.append(hit[1])
         self._fragments = fragments

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from peerhealth import (
     BackpressureMonitor,
     CheckpointingSink,
     Labels,
+    LeaseHealthRenderer,
     PeerHealth,
     PeerLeaseHandle,
     PeerLeaseHealthTracker,
@@ -336,3 +338,22 @@ async def test_replication_sequences_skip_and_lag(autojump_clock: trio.testing.M
             while applied[-1] != 7:
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
+
+
+def test_the_caching_renderer_writes_exactly_the_reference_json() -> None:
+    clock = FakeTime()
+    t = tracker(clock)
+    t.record_heartbeat("p1")
+    t.record_gossip("p1", {"Mesh.Role": 'wor"ker\\', "label.\u00fcml": "\u2603\n"})
+    t.record_lease_assigned("p1", H1, "shard", "x")
+    t.record_lease_assigned("p1", H2)
+    t.record_disconnect("p2", "left")
+    t.record_gossip('odd"peer\\', {})
+    renderer = LeaseHealthRenderer()
+    for _ in range(2):  # cold, then from the cache
+        body = renderer.render(merge_snapshots([t, Broken()]))
+        assert json.loads(body) == lease_health_json(merge_snapshots([t, Broken()]))
+    clock.t += 31  # health changes with time: a cached fragment must not be reused
+    body = renderer.render(merge_snapshots([t]))
+    assert json.loads(body) == lease_health_json(merge_snapshots([t]))
+    assert json.loads(body)["summary"]["unhealthyPeers"] == 2
