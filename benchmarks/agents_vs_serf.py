@@ -23,7 +23,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -70,7 +69,6 @@ class System:
     def __init__(self) -> None:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.gossip: dict[str, int] = {}
-        self.tmp = tempfile.mkdtemp(prefix="bench-")
 
     def start(self, node: str, seed: str | None) -> None:
         raise NotImplementedError
@@ -94,7 +92,6 @@ class System:
         for proc in self.procs.values():
             proc.wait()
         self.procs.clear()
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class Swimmesh(System):

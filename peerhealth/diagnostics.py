@@ -53,7 +53,6 @@ def lease_health_json(snapshot: PeerHealthSnapshot) -> dict[str, Any]:
     return doc
 
 
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _STR = json.encoder.encode_basestring  # the C escaper behind json.dumps(ensure_ascii=False)
 
 

@@ -143,7 +143,6 @@ class NetTransport:
         options: NetOptions,
     ) -> None:
         self._nursery = nursery
-        self._udp = udp
         self._sock: stdsocket.socket = stdsocket.socket(fileno=udp.detach())
         self._sock.setblocking(False)
         self._resolved: dict[Address, Any] = {}
