@@ -1,0 +1,139 @@
+"""The service-facing election handle (Excalibur-style): state, waits, callbacks, and a block
+that runs only while this node leads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import trio
+
+from .tokens import LeadershipToken
+
+if TYPE_CHECKING:
+    from .coordinator import LeadershipCoordinator, _ScopeState
+
+log = logging.getLogger("leadership.election")
+
+BecameLeader = Callable[[LeadershipToken], None]
+LostLeadership = Callable[[LeadershipToken, str], None]
+LeaderChanged = Callable[[str | None, str | None], None]
+
+
+class LeadershipLost(Exception):
+    """Raised from ``async with election.leadership()`` when its block was cancelled because
+    leadership was lost, expired or stepped down."""
+
+    def __init__(self, scope: str, reason: str) -> None:
+        super().__init__(f"leadership of {scope!r} ended: {reason}")
+        self.scope = scope
+        self.reason = reason
+
+
+class Election:
+    """One scope seen from this node. Get it with ``coordinator.election(scope_id)``."""
+
+    def __init__(self, coordinator: LeadershipCoordinator, state: _ScopeState) -> None:
+        self._coordinator = coordinator
+        self._state = state
+        self.scope = state.scope
+        self._became: list[BecameLeader] = []
+        self._lost: list[LostLeadership] = []
+        self._changed: list[LeaderChanged] = []
+        self._leader_event = trio.Event()
+        self._active: set[trio.CancelScope] = set()
+        self._last_leader: str | None = None
+        self.lost_reason = ""
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def candidate_id(self) -> str:
+        return self._coordinator.node_id
+
+    @property
+    def is_leader(self) -> bool:
+        """True only while this node holds a lease it may still believe by its own clock."""
+        return self._coordinator._believes(self._state)
+
+    @property
+    def token(self) -> LeadershipToken | None:
+        """This node's token while it leads, else None."""
+        return self._state.token if self.is_leader else None
+
+    @property
+    def current_leader(self) -> str | None:
+        """The leader this node knows of (itself included), or None."""
+        return self._coordinator._leader_of(self._state)
+
+    async def wait_until_leader(self) -> LeadershipToken:
+        while True:
+            token = self.token
+            if token is not None:
+                return token
+            await self._leader_event.wait()
+
+    @asynccontextmanager
+    async def leadership(self) -> AsyncIterator[LeadershipToken]:
+        """Wait until leader, then run the block in a cancel scope that is cancelled the moment
+        leadership ends (its deadline follows the lease); raises :class:`LeadershipLost` if the
+        block was cut short that way."""
+        token = await self.wait_until_leader()
+        scope = trio.CancelScope(deadline=self._coordinator._trio_deadline(self._state))
+        self._active.add(scope)
+        try:
+            with scope:
+                yield token
+        finally:
+            self._active.discard(scope)
+        if scope.cancelled_caught:
+            raise LeadershipLost(self.scope.scope_id, self.lost_reason or "lease expired")
+
+    # -- callbacks (usable as decorators) --------------------------------------------------
+
+    def on_became_leader(self, callback: BecameLeader) -> BecameLeader:
+        self._became.append(callback)
+        return callback
+
+    def on_lost_leadership(self, callback: LostLeadership) -> LostLeadership:
+        self._lost.append(callback)
+        return callback
+
+    def on_leader_changed(self, callback: LeaderChanged) -> LeaderChanged:
+        self._changed.append(callback)
+        return callback
+
+    # -- driven by the coordinator ---------------------------------------------------------
+
+    def _call(self, callback: Callable[..., None], *args: object) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("election callback failed", extra={"scope": self.scope.scope_id})
+
+    def _elected(self, token: LeadershipToken) -> None:
+        self.lost_reason = ""
+        self._leader_event.set()
+        for cb in list(self._became):
+            self._call(cb, token)
+
+    def _extended(self, trio_deadline: float) -> None:
+        for scope in self._active:
+            scope.deadline = trio_deadline
+
+    def _ended(self, token: LeadershipToken, reason: str) -> None:
+        self.lost_reason = reason
+        self._leader_event = trio.Event()
+        for scope in list(self._active):
+            scope.cancel()
+        for cb in list(self._lost):
+            self._call(cb, token, reason)
+
+    def _leader_seen(self, leader: str | None) -> None:
+        if leader != self._last_leader:
+            old, self._last_leader = self._last_leader, leader
+            for cb in list(self._changed):
+                self._call(cb, old, leader)

@@ -1,0 +1,257 @@
+"""An in-memory lease store for one process: tests, simulations, single-node services.
+
+Every coordinator sharing one instance sees one arbiter. For tests it can delay each call
+(request and reply separately, so a decision happens between them, as on a network), cut a
+node off (``partition``), and runs on an injectable clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+import attrs
+import trio
+
+from .scopes import LeadershipScope
+from .store import Lease, LeaseChange, LeaseChangeKind, LeaseOutcome, LeaseResult
+from .tokens import Holder
+
+log = logging.getLogger("leadership.memory")
+
+WATCH_BUFFER = 4096
+
+
+class StoreClock(Protocol):
+    def now(self) -> float: ...
+
+
+class _TrioNow:
+    def now(self) -> float:
+        return trio.current_time()
+
+
+@attrs.define
+class _Watcher:
+    pending: deque[LeaseChange] = attrs.Factory(deque)
+    ready: trio.Event = attrs.Factory(trio.Event)
+    overflowed: bool = False
+
+
+@attrs.define
+class _Record:
+    scope: LeadershipScope
+    term: int = 0
+    """The scope's last term (and fence); strictly increasing, never reset."""
+    holder: Holder | None = None
+    acquired_at: float = 0.0
+    granted: float = 0.0
+    expires: float = -math.inf
+    reserved_for: str | None = None
+    reserved_until: float = -math.inf
+
+
+class InMemoryLeaseStore:
+    """:class:`~leadership.store.WatchableLeaseStore` in one process's memory."""
+
+    def __init__(
+        self,
+        *,
+        clock: StoreClock | None = None,
+        max_lease: float = 600.0,
+        latency: float | Callable[[], float] = 0.0,
+    ) -> None:
+        self._clock = clock if clock is not None else _TrioNow()
+        self.max_lease = max_lease
+        self._latency = latency
+        self._records: dict[str, _Record] = {}
+        self._watchers: list[_Watcher] = []
+        self._cut_off: set[str] = set()
+        self.available = True
+        self.calls = 0
+
+    # -- test controls ---------------------------------------------------------------------
+
+    def partition(self, node_id: str) -> None:
+        """Calls from ``node_id`` fail with ``STORE_UNAVAILABLE`` until :meth:`heal`."""
+        self._cut_off.add(node_id)
+
+    def heal(self, node_id: str) -> None:
+        self._cut_off.discard(node_id)
+
+    def last_term(self, scope: LeadershipScope) -> int:
+        record = self._records.get(scope.key)
+        return record.term if record is not None else 0
+
+    # -- the protocol ----------------------------------------------------------------------
+
+    async def acquire(self, scope: LeadershipScope, holder: Holder, duration: float) -> LeaseResult:
+        if not await self._arrive(holder.node_id):
+            return await self._unavailable()
+        record, now = self._record(scope), self._clock.now()
+        if record.holder is not None and now < record.expires:
+            if record.holder == holder:  # acquiring what it already holds: a renewal
+                self._extend(record, now, duration)
+                return await self._reply(LeaseResult(LeaseOutcome.GRANTED, self._lease(record)))
+            return await self._reply(LeaseResult(LeaseOutcome.LEASE_HELD, self._lease(record)))
+        if (
+            record.reserved_for is not None
+            and now < record.reserved_until
+            and record.reserved_for != holder.node_id
+        ):
+            return await self._reply(
+                LeaseResult(
+                    LeaseOutcome.LEASE_HELD,
+                    reserved_for=record.reserved_for,
+                    reserved_remaining=record.reserved_until - now,
+                    detail=f"reserved for {record.reserved_for}",
+                )
+            )
+        record.term += 1
+        record.holder = holder
+        record.acquired_at = now
+        self._extend(record, now, duration)
+        record.reserved_for, record.reserved_until = None, -math.inf
+        lease = self._lease(record)
+        self._notify(LeaseChange(LeaseChangeKind.ACQUIRED, scope.key, lease))
+        return await self._reply(LeaseResult(LeaseOutcome.GRANTED, lease))
+
+    async def renew(
+        self, scope: LeadershipScope, holder: Holder, term: int, duration: float
+    ) -> LeaseResult:
+        if not await self._arrive(holder.node_id):
+            return await self._unavailable()
+        record, now = self._record(scope), self._clock.now()
+        if record.holder != holder or record.term != term:
+            incumbent = self._lease(record) if self._valid(record, now) else None
+            return await self._reply(
+                LeaseResult(LeaseOutcome.NOT_CURRENT_LEADER, incumbent, detail="lease revoked")
+            )
+        if now >= record.expires:
+            record.holder = None
+            return await self._reply(
+                LeaseResult(LeaseOutcome.LEASE_EXPIRED, detail="lease expired before renewal")
+            )
+        self._extend(record, now, duration)
+        return await self._reply(LeaseResult(LeaseOutcome.GRANTED, self._lease(record)))
+
+    async def release(
+        self,
+        scope: LeadershipScope,
+        holder: Holder,
+        term: int,
+        *,
+        successor: str | None = None,
+        reserve: float = 0.0,
+    ) -> LeaseResult:
+        if not await self._arrive(holder.node_id):
+            return await self._unavailable()
+        record, now = self._record(scope), self._clock.now()
+        if record.holder != holder or record.term != term:
+            return await self._reply(LeaseResult(LeaseOutcome.NOT_CURRENT_LEADER))
+        record.holder, record.expires = None, now
+        if successor is not None and reserve > 0:
+            record.reserved_for, record.reserved_until = successor, now + reserve
+        self._notify(LeaseChange(LeaseChangeKind.RELEASED, scope.key, successor=successor))
+        return await self._reply(LeaseResult(LeaseOutcome.RELEASED))
+
+    async def get(self, scope: LeadershipScope) -> LeaseResult:
+        if not await self._arrive(None):
+            return await self._unavailable()
+        record, now = self._record(scope), self._clock.now()
+        if self._valid(record, now):
+            return await self._reply(LeaseResult(LeaseOutcome.LEASE_HELD, self._lease(record)))
+        reserved = record.reserved_for if now < record.reserved_until else None
+        return await self._reply(
+            LeaseResult(
+                LeaseOutcome.VACANT,
+                reserved_for=reserved,
+                reserved_remaining=record.reserved_until - now if reserved else 0.0,
+            )
+        )
+
+    async def watch(self) -> AsyncIterator[LeaseChange]:
+        """Holder changes (acquired, released) from now on; ``RESYNC`` if this watcher fell
+        more than ``WATCH_BUFFER`` changes behind and some were lost."""
+        watcher = _Watcher()
+        self._watchers.append(watcher)
+        try:
+            while True:
+                await watcher.ready.wait()
+                watcher.ready = trio.Event()
+                if watcher.overflowed:
+                    watcher.overflowed = False
+                    watcher.pending.clear()
+                    yield LeaseChange(LeaseChangeKind.RESYNC)
+                while watcher.pending:
+                    yield watcher.pending.popleft()
+        finally:
+            self._watchers.remove(watcher)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _record(self, scope: LeadershipScope) -> _Record:
+        record = self._records.get(scope.key)
+        if record is None:
+            record = self._records[scope.key] = _Record(scope)
+        return record
+
+    @staticmethod
+    def _valid(record: _Record, now: float) -> bool:
+        return record.holder is not None and now < record.expires
+
+    def _extend(self, record: _Record, now: float, duration: float) -> None:
+        record.granted = max(0.0, min(duration, self.max_lease))
+        record.expires = now + record.granted
+
+    def _lease(self, record: _Record) -> Lease:
+        assert record.holder is not None
+        now = self._clock.now()
+        return Lease(
+            scope_id=record.scope.scope_id,
+            scope_kind=record.scope.kind,
+            holder=record.holder,
+            term=record.term,
+            fence_token=record.term,
+            duration=record.granted,
+            remaining=max(0.0, record.expires - now),
+            age=now - record.acquired_at,
+            labels=record.scope.labels,
+        )
+
+    def _notify(self, change: LeaseChange) -> None:
+        for watcher in self._watchers:
+            if len(watcher.pending) >= WATCH_BUFFER:
+                if not watcher.overflowed:
+                    log.warning("lease watcher fell behind; it will resync")
+                watcher.overflowed = True
+            else:
+                watcher.pending.append(change)
+            watcher.ready.set()
+
+    def _delay(self) -> float:
+        return self._latency() if callable(self._latency) else self._latency
+
+    async def _arrive(self, node_id: str | None) -> bool:
+        """The request's trip to the store; False when the caller is cut off."""
+        self.calls += 1
+        delay = self._delay()
+        if delay > 0:
+            await trio.sleep(delay)
+        else:
+            await trio.lowlevel.checkpoint()
+        return self.available and (node_id is None or node_id not in self._cut_off)
+
+    async def _reply(self, result: LeaseResult) -> LeaseResult:
+        """The reply's trip back: the decision is already made, so it must not be cancelled
+        away silently between the two (a caller that gives up just never hears of it)."""
+        delay = self._delay()
+        if delay > 0:
+            await trio.sleep(delay)
+        return result
+
+    async def _unavailable(self) -> LeaseResult:
+        return LeaseResult(LeaseOutcome.STORE_UNAVAILABLE, detail="store unreachable")

@@ -1,0 +1,116 @@
+"""The lease store protocol (OmniRelay's ``ILeadershipStore`` semantics) and its results.
+
+A store arbitrates one lease per scope: ``acquire`` starts a new term (term and fence strictly
+increase per scope and are never reset), ``renew`` extends the holder's current term, ``release``
+ends it, ``get`` reads it. Durations and ``remaining`` are seconds on the store's own clock; a
+holder decides its own validity on its clock (see the coordinator).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from .scopes import LeadershipScope, labels_dict
+from .tokens import Holder
+
+
+class LeaseOutcome(enum.StrEnum):
+    GRANTED = "granted"
+    RELEASED = "released"
+    VACANT = "vacant"
+    """``get`` found no valid lease."""
+    LEASE_HELD = "leaseHeld"
+    """Another holder's lease is valid (the result carries it), or the scope is reserved."""
+    LEASE_EXPIRED = "leaseExpired"
+    """A renewal came after the holder's lease had expired."""
+    NOT_CURRENT_LEADER = "notCurrentLeader"
+    """A renewal or release by a holder (or term) that no longer holds the scope."""
+    STORE_UNAVAILABLE = "storeUnavailable"
+
+
+@attrs.frozen
+class Lease:
+    """A lease as the store saw it when it answered."""
+
+    scope_id: str
+    scope_kind: str
+    holder: Holder
+    term: int
+    fence_token: int
+    duration: float
+    """Granted duration (seconds); the store may cap what was asked."""
+    remaining: float
+    """Seconds left on the store's clock when it answered."""
+    age: float
+    """Seconds since this term was acquired, on the store's clock."""
+    labels: Mapping[str, str] = attrs.field(factory=dict, converter=labels_dict)
+
+
+@attrs.frozen
+class LeaseResult:
+    outcome: LeaseOutcome
+    lease: Lease | None = None
+    """The granted lease, or on ``LEASE_HELD`` / ``NOT_CURRENT_LEADER`` the incumbent's."""
+    reserved_for: str | None = None
+    """A node the scope is being handed to (a transfer); others must not acquire it yet."""
+    reserved_remaining: float = 0.0
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in (LeaseOutcome.GRANTED, LeaseOutcome.RELEASED)
+
+
+class LeaseStore(Protocol):
+    """What the coordinator needs from a store. Every call may raise nothing: failures are a
+    ``STORE_UNAVAILABLE`` result."""
+
+    async def acquire(
+        self, scope: LeadershipScope, holder: Holder, duration: float
+    ) -> LeaseResult: ...
+
+    async def renew(
+        self, scope: LeadershipScope, holder: Holder, term: int, duration: float
+    ) -> LeaseResult: ...
+
+    async def release(
+        self,
+        scope: LeadershipScope,
+        holder: Holder,
+        term: int,
+        *,
+        successor: str | None = None,
+        reserve: float = 0.0,
+    ) -> LeaseResult:
+        """End the holder's term. With ``successor``, only that node may acquire the scope for
+        the next ``reserve`` seconds (a transfer)."""
+        ...
+
+    async def get(self, scope: LeadershipScope) -> LeaseResult: ...
+
+
+class LeaseChangeKind(enum.StrEnum):
+    ACQUIRED = "acquired"
+    RELEASED = "released"
+    RESYNC = "resync"
+    """The watcher fell behind and lost changes: re-read every scope."""
+
+
+@attrs.frozen
+class LeaseChange:
+    kind: LeaseChangeKind
+    scope_key: str = ""
+    lease: Lease | None = None
+    successor: str | None = None
+
+
+@runtime_checkable
+class WatchableLeaseStore(LeaseStore, Protocol):
+    """A store that pushes holder changes (acquire and release, not renewals or expiry), so
+    followers learn of a release at once instead of polling on every evaluation."""
+
+    def watch(self) -> AsyncIterator[LeaseChange]: ...
