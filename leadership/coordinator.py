@@ -59,6 +59,9 @@ COUNTED = frozenset(
 )
 
 
+CLOCK_NUDGE = 1e-6
+
+
 class NotLeaderError(Exception):
     """An operation only the scope's current leader may perform."""
 
@@ -81,6 +84,9 @@ class _ScopeState:
     # what this node knows of another holder
     known: LeadershipToken | None = None
     known_until: float = -math.inf
+    next_read: float = -math.inf
+    """When to read the store again about a known incumbent: the end of its lease with a
+    watchable store, at most one evaluation interval away without one."""
     known_correlation: str = ""
     split_reported: int = 0
     # campaigning
@@ -281,6 +287,10 @@ class LeadershipCoordinator:
         while True:
             with trio.move_on_at(self._clock.trio_time(next_at)):
                 await state.wake.wait()
+            # A skewed clock's round trip through Trio time can land a few ulps short of the
+            # target; step past it, or the loop would spin at one instant.
+            while not state.wake.is_set() and self._now() < next_at:
+                await trio.sleep(CLOCK_NUDGE)
             if state.wake.is_set():
                 state.wake = trio.Event()
             next_at = await self._evaluate(state)
@@ -302,8 +312,8 @@ class LeadershipCoordinator:
             term, state.stale_term = state.stale_term, 0
             await self.store.release(state.scope, self.holder, term)
             return now
-        if state.known is not None and now < state.known_until:
-            return self._follower_wake(state, now)
+        if state.known is not None and now < state.next_read:
+            return state.next_read
         if state.reserved_for is not None and now < state.reserved_until:
             if state.reserved_for != self.node_id:
                 return state.reserved_until
@@ -324,8 +334,10 @@ class LeadershipCoordinator:
 
     def _follower_wake(self, state: _ScopeState, now: float) -> float:
         if self._watchable:
-            return state.known_until
-        return min(state.known_until, now + self._interval())
+            state.next_read = state.known_until
+        else:
+            state.next_read = min(state.known_until, now + self._interval())
+        return state.next_read
 
     def _after_read(self, state: _ScopeState, result: LeaseResult, rank: int | None) -> float:
         now = self._now()
@@ -688,7 +700,7 @@ class LeadershipCoordinator:
     def _on_store_change(self, change: LeaseChange) -> None:
         if change.kind is LeaseChangeKind.RESYNC:
             for each in self._scopes.values():
-                each.known_until = -math.inf
+                each.next_read = -math.inf
                 each.poke()
             return
         state = self._scopes.get(change.scope_key)

@@ -45,7 +45,7 @@ class Election:
         self._changed: list[LeaderChanged] = []
         self._leader_event = trio.Event()
         self._active: set[trio.CancelScope] = set()
-        self._last_leader: str | None = None
+        self._last_leader: str | None = coordinator._leader_of(state)
         self.lost_reason = ""
 
     # -- state -----------------------------------------------------------------------------

@@ -36,6 +36,7 @@ class _TrioNow:
 
 @attrs.define
 class _Watcher:
+    node_id: str | None = None
     pending: deque[LeaseChange] = attrs.Factory(deque)
     ready: trio.Event = attrs.Factory(trio.Event)
     overflowed: bool = False
@@ -81,6 +82,14 @@ class InMemoryLeaseStore:
 
     def heal(self, node_id: str) -> None:
         self._cut_off.discard(node_id)
+        for watcher in self._watchers:
+            if watcher.node_id == node_id and watcher.overflowed:
+                watcher.ready.set()  # it missed changes while cut off: it resyncs now
+
+    def client(self, node_id: str) -> StoreClient:
+        """This store as node ``node_id`` reaches it: a partition cuts its reads and its change
+        feed too (it resyncs on heal), not only its writes."""
+        return StoreClient(self, node_id)
 
     def last_term(self, scope: LeadershipScope) -> int:
         record = self._records.get(scope.key)
@@ -158,8 +167,8 @@ class InMemoryLeaseStore:
         self._notify(LeaseChange(LeaseChangeKind.RELEASED, scope.key, successor=successor))
         return await self._reply(LeaseResult(LeaseOutcome.RELEASED))
 
-    async def get(self, scope: LeadershipScope) -> LeaseResult:
-        if not await self._arrive(None):
+    async def get(self, scope: LeadershipScope, *, node_id: str | None = None) -> LeaseResult:
+        if not await self._arrive(node_id):
             return await self._unavailable()
         record, now = self._record(scope), self._clock.now()
         if self._valid(record, now):
@@ -173,10 +182,10 @@ class InMemoryLeaseStore:
             )
         )
 
-    async def watch(self) -> AsyncIterator[LeaseChange]:
+    async def watch(self, *, node_id: str | None = None) -> AsyncIterator[LeaseChange]:
         """Holder changes (acquired, released) from now on; ``RESYNC`` if this watcher fell
-        more than ``WATCH_BUFFER`` changes behind and some were lost."""
-        watcher = _Watcher()
+        more than ``WATCH_BUFFER`` changes behind, or was cut off, and lost some."""
+        watcher = _Watcher(node_id)
         self._watchers.append(watcher)
         try:
             while True:
@@ -224,6 +233,9 @@ class InMemoryLeaseStore:
 
     def _notify(self, change: LeaseChange) -> None:
         for watcher in self._watchers:
+            if watcher.node_id is not None and watcher.node_id in self._cut_off:
+                watcher.overflowed = True  # lost; delivered as RESYNC on heal
+                continue
             if len(watcher.pending) >= WATCH_BUFFER:
                 if not watcher.overflowed:
                     log.warning("lease watcher fell behind; it will resync")
@@ -255,3 +267,36 @@ class InMemoryLeaseStore:
 
     async def _unavailable(self) -> LeaseResult:
         return LeaseResult(LeaseOutcome.STORE_UNAVAILABLE, detail="store unreachable")
+
+
+class StoreClient:
+    """One node's handle on an :class:`InMemoryLeaseStore` (see ``client``)."""
+
+    def __init__(self, store: InMemoryLeaseStore, node_id: str) -> None:
+        self.store = store
+        self.node_id = node_id
+
+    async def acquire(self, scope: LeadershipScope, holder: Holder, duration: float) -> LeaseResult:
+        return await self.store.acquire(scope, holder, duration)
+
+    async def renew(
+        self, scope: LeadershipScope, holder: Holder, term: int, duration: float
+    ) -> LeaseResult:
+        return await self.store.renew(scope, holder, term, duration)
+
+    async def release(
+        self,
+        scope: LeadershipScope,
+        holder: Holder,
+        term: int,
+        *,
+        successor: str | None = None,
+        reserve: float = 0.0,
+    ) -> LeaseResult:
+        return await self.store.release(scope, holder, term, successor=successor, reserve=reserve)
+
+    async def get(self, scope: LeadershipScope) -> LeaseResult:
+        return await self.store.get(scope, node_id=self.node_id)
+
+    def watch(self) -> AsyncIterator[LeaseChange]:
+        return self.store.watch(node_id=self.node_id)

@@ -13,6 +13,7 @@ import trio
 from .clock import Clock
 from .config import LeadershipConfig
 from .coordinator import LeadershipCoordinator
+from .memory import InMemoryLeaseStore
 from .store import LeaseStore
 from .view import ALIVE, ViewMember
 
@@ -137,8 +138,13 @@ class CoordinatorGroup:
     ) -> None:
         with trio.CancelScope() as scope:
             self._scopes[name] = scope
+            store = (
+                self.store.client(name)
+                if isinstance(self.store, InMemoryLeaseStore)
+                else self.store
+            )
             async with LeadershipCoordinator.open(
-                cfg, self.store, self.mesh.view(name), clock=clock, rng=rng, **options
+                cfg, store, self.mesh.view(name), clock=clock, rng=rng, **options
             ) as coordinator:
                 task_status.started(coordinator)
                 await trio.sleep_forever()

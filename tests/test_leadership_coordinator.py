@@ -1,0 +1,472 @@
+"""Coordinators sharing the in-memory store, in virtual time (MockClock), per-node clocks."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from leadership import (
+    Candidate,
+    EventKind,
+    FenceGuard,
+    InMemoryLeaseStore,
+    LeadershipConfig,
+    LeadershipCoordinator,
+    LeadershipLost,
+    LeadershipScope,
+    LeaseStore,
+    NotLeaderError,
+    StaleFenceError,
+    TransferError,
+    rank_candidates,
+)
+from leadership.clock import Clock
+from leadership.testing import CoordinatorGroup, LocalMesh
+from simulations.safety import LeadershipRecorder, SafetyViolation
+from swimmesh import SkewedClock
+from swimmesh.testing import wait_for
+
+GLOBAL = LeadershipScope.global_control()
+SCOPES = (GLOBAL, *(LeadershipScope.shard("orders", str(i)) for i in range(10)))
+NAMES = ["n1", "n2", "n3", "n4", "n5"]
+
+
+class Harness:
+    """A group of coordinators plus a safety recorder and an exclusivity sampler."""
+
+    def __init__(self, group: CoordinatorGroup, recorder: LeadershipRecorder) -> None:
+        self.group = group
+        self.recorder = recorder
+        self.samples = 0
+        self.overlaps: list[tuple[float, str, list[str]]] = []
+        self.check_on_exit = True
+
+    @property
+    def c(self) -> dict[str, LeadershipCoordinator]:
+        return self.group.coordinators
+
+    async def start(
+        self, name: str, clock: Clock | None = None, **kw: Any
+    ) -> LeadershipCoordinator:
+        coordinator = await self.group.start(name, clock=clock, **kw)
+        self.recorder.follow(name, coordinator.hub)
+        return coordinator
+
+    def crash(self, name: str, status: str | None = None) -> None:
+        self.group.crash(name, status)
+        self.recorder.crashed(name)
+
+    def leader(self, scope: str = "global-control") -> str | None:
+        leaders = self.group.leaders(scope)
+        assert len(leaders) <= 1, leaders
+        return leaders[0] if leaders else None
+
+    async def wait_leader(self, scope: str = "global-control", timeout: float = 30.0) -> str:
+        await wait_for(lambda: self.leader(scope) is not None, timeout=timeout, poll=0.01)
+        leader = self.leader(scope)
+        assert leader is not None
+        return leader
+
+    async def sample(self) -> None:
+        """Every 5 virtual ms: at most one coordinator believes it leads each scope."""
+        while True:
+            for scope in SCOPES:
+                leaders = self.group.leaders(scope.scope_id)
+                if len(leaders) > 1:
+                    self.overlaps.append((trio.current_time(), scope.scope_id, leaders))
+            self.samples += 1
+            await trio.sleep(0.005)
+
+
+def make_config(**overrides: Any) -> Callable[[str], LeadershipConfig]:
+    def make(name: str) -> LeadershipConfig:
+        return LeadershipConfig(node_id=name, scopes=SCOPES, **overrides)
+
+    return make
+
+
+@asynccontextmanager
+async def harness(
+    names: list[str] = NAMES,
+    *,
+    store: LeaseStore | None = None,
+    clocks: dict[str, Clock] | None = None,
+    seed: int = 0,
+    sample: bool = True,
+    **overrides: Any,
+) -> AsyncIterator[Harness]:
+    store = store if store is not None else InMemoryLeaseStore()
+    async with trio.open_nursery() as nursery:
+        group = CoordinatorGroup(nursery, store, LocalMesh(), make_config(**overrides), seed)
+        h = Harness(group, LeadershipRecorder())
+        for name in names:
+            await h.start(name, (clocks or {}).get(name))
+        if sample:
+            nursery.start_soon(h.sample)
+        yield h
+        if h.check_on_exit:
+            assert not h.overlaps, h.overlaps[:3]
+            h.recorder.check()
+        nursery.cancel_scope.cancel()
+
+
+def best(scope: LeadershipScope, names: list[str]) -> str:
+    return rank_candidates(scope, [Candidate(n) for n in names])[0].node_id
+
+
+async def test_one_leader_per_scope_the_best_ranked_and_every_node_agrees(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        for scope in SCOPES:
+            assert await h.wait_leader(scope.scope_id) == best(scope, NAMES)
+        await trio.sleep(60)  # a minute of renewals: nobody else ever believes it leads
+        for scope in SCOPES:
+            leader = h.leader(scope.scope_id)
+            assert leader == best(scope, NAMES)
+            views = {
+                (t.leader_id, t.fence_token)
+                for c in h.c.values()
+                for t in c.tokens()
+                if t.scope == scope.scope_id
+            }
+            assert views == {(leader, 1)}  # one term, seen alike by all five
+        assert h.samples > 10_000
+        # Shards spread: no node leads everything.
+        led = [sum(c.is_leader(s.scope_id) for s in SCOPES) for c in h.c.values()]
+        assert max(led) < len(SCOPES)
+
+
+async def test_crash_failover_raises_the_fence_and_fencing_rejects_the_old_leader(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    guard = FenceGuard()
+    async with harness() as h:
+        fences = []
+        for _ in range(3):
+            leader = await h.wait_leader()
+            old = h.c[leader].election("global-control").token
+            assert old is not None
+            guard.check(old)
+            fences.append(old.fence_token)
+            crashed_at = trio.current_time()
+            h.crash(leader, status="dead")
+            new_leader = await h.wait_leader(timeout=old_lease_bound(h))
+            took = trio.current_time() - crashed_at
+            new = h.c[new_leader].election("global-control").token
+            assert new is not None and new.fence_token > old.fence_token
+            guard.check(new)
+            with pytest.raises(StaleFenceError):
+                guard.check(old)  # a paused ex-leader waking up is turned away
+            # Nobody may lead before the crashed leader's lease can have ended at the store.
+            cfg = h.c[new_leader].config
+            assert took <= cfg.lease_duration + cfg.election_backoff + cfg.evaluation_interval
+        assert fences == sorted(fences) and len(set(fences)) == 3
+
+
+def old_lease_bound(h: Harness) -> float:
+    cfg = next(iter(h.c.values())).config
+    return cfg.lease_duration + cfg.evaluation_interval * 2 + cfg.max_election_window
+
+
+async def test_split_brain_is_reported_when_the_incumbent_drops_out_of_the_view(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        leader = await h.wait_leader()
+        follower = next(n for n in NAMES if n != leader)
+        events = h.c[follower].hub.subscribe("global-control", kinds=["splitBrain"])
+        h.crash(leader, status="dead")  # gone from gossip while its token is still valid
+        event = await events.__anext__()
+        assert event.leader_id == leader and event.correlation_id
+        assert "dead in the membership view" in event.reason
+        metric = h.c[follower].metrics.registry.get_sample_value(
+            "mesh_leadership_split_brain_total", {"scope": "global-control", "leader": leader}
+        )
+        assert metric == 1.0
+        # Reported once per term, not on every view change.
+        h.group.mesh.set_status(leader, "left")
+        await trio.sleep(0.1)
+        assert events.next_nowait() is None
+
+
+async def test_graceful_stop_steps_down_and_hands_over_within_an_interval(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        leader = await h.wait_leader()
+        interval = h.c[leader].config.evaluation_interval
+        ours = h.c[leader].hub.subscribe("global-control", kinds=["steppedDown"])
+        old = h.c[leader].election("global-control").token
+        start = trio.current_time()
+        await h.group.stop(leader)
+        h.recorder.crashed(leader)
+        successor = await h.wait_leader()
+        assert trio.current_time() - start < interval
+        stepped = ours.next_nowait()
+        assert stepped is not None and stepped.reason == "shutdown"
+        new = h.c[successor].election("global-control").token
+        assert old is not None and new is not None and new.fence_token == old.fence_token + 1
+        # The stopped node released everything it led: every scope has a leader again at once.
+        for scope in SCOPES:
+            assert await h.wait_leader(scope.scope_id, timeout=interval) != leader
+
+
+async def test_an_unhealthy_leader_hands_over_and_unhealthy_nodes_do_not_campaign(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        leader = await h.wait_leader()
+        cfg = h.c[leader].config
+        start = trio.current_time()
+        await h.c[leader].update_health(False, {"cpu": "97%"})
+        successor = await h.wait_leader()
+        took = trio.current_time() - start
+        assert took < cfg.evaluation_interval + cfg.election_backoff
+        assert successor != leader
+        assert not any(h.c[leader].is_leader(s.scope_id) for s in SCOPES)
+        # The others see it as unhealthy; it stays a follower while unhealthy, even alone.
+        seen = {c.node_id: c.healthy for c in h.c[successor].candidates("global-control")}
+        assert seen[leader] is False
+        for name in [n for n in NAMES if n != leader]:
+            h.crash(name, status="dead")
+        await trio.sleep(cfg.lease_duration * 3)
+        assert h.leader() is None
+        await h.c[leader].update_health(True)
+        assert await h.wait_leader(timeout=cfg.evaluation_interval * 2) == leader
+
+
+async def test_transfer_hands_a_scope_to_a_named_candidate(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        leader = await h.wait_leader()
+        ranked = [c.node_id for c in h.c[leader].candidates("global-control")]
+        target = ranked[-1]  # the worst-ranked one: only a transfer puts it in charge
+        old = h.c[leader].election("global-control").token
+        with pytest.raises(TransferError):
+            await h.c[leader].transfer("global-control", to="nobody")
+        with pytest.raises(NotLeaderError):
+            await h.c[target].transfer("global-control", to=leader)
+        token = await h.c[leader].transfer("global-control", to=target)
+        assert token is not None and token.leader_id == target
+        assert old is not None and token.fence_token == old.fence_token + 1
+        assert h.leader() == target
+        await trio.sleep(30)
+        assert h.leader() == target  # sticky: the incumbent keeps it
+
+
+async def test_leadership_block_runs_only_while_leading(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    store = InMemoryLeaseStore()
+    async with harness(store=store) as h:
+        leader = await h.wait_leader()
+        election = h.c[leader].election("global-control")
+        calls: list[tuple[str, object]] = []
+        election.on_became_leader(lambda t: calls.append(("became", t.leader_id)))
+        election.on_lost_leadership(lambda t, why: calls.append(("lost", why)))
+        election.on_leader_changed(lambda old, new: calls.append(("changed", new)))
+        body_ended: list[float] = []
+        store.partition(leader)  # renewals now fail
+        with pytest.raises(LeadershipLost, match="lease expired"):
+            async with election.leadership() as token:
+                assert token.leader_id == leader and election.is_leader
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    body_ended.append(trio.current_time())
+        assert not election.is_leader and election.token is None
+        assert ("lost", "lease expired") in calls
+        # Cut off before the store's lease could end: the next leader comes only after.
+        successor = await h.wait_leader(timeout=10)
+        took_over = trio.current_time()
+        assert successor != leader and body_ended[0] < took_over
+        assert ("changed", None) in calls  # it knew of no leader while cut off
+        store.heal(leader)  # its change feed resyncs: it learns who leads now
+        await wait_for(lambda: ("changed", successor) in calls, timeout=2)
+        # A node waiting for leadership runs its block once it is elected.
+        waiter = h.c[successor].election("global-control")
+        assert (await waiter.wait_until_leader()).leader_id == successor
+
+
+async def test_election_handles_for_custom_resources(sim_clock: trio.testing.MockClock) -> None:
+    async with harness(sample=False) as h:
+        elections = {n: c.election("my-resource") for n, c in h.c.items()}
+        winner = best(LeadershipScope.custom("my-resource"), NAMES)
+        token = await elections[winner].wait_until_leader()
+        assert (token.scope, token.scope_kind) == ("my-resource", "custom")
+        await wait_for(
+            lambda: all(e.current_leader == winner for e in elections.values()), timeout=10
+        )
+        assert [n for n, e in elections.items() if e.is_leader] == [winner]
+
+
+async def test_renewal_failure_steps_down_before_the_store_lease_ends(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    store = InMemoryLeaseStore(latency=0.005)
+    async with harness(store=store) as h:
+        leader = await h.wait_leader()
+        lease = await store.get(GLOBAL)
+        assert lease.lease is not None
+        store_expiry = trio.current_time() + lease.lease.remaining
+        ended = h.c[leader].hub.subscribe("global-control", kinds=["expired", "lost"])
+        store.partition(leader)
+        event = await ended.__anext__()
+        assert event.kind is EventKind.EXPIRED
+        assert trio.current_time() < store_expiry - 0.1  # its own deadline, with margin
+        store.heal(leader)
+
+
+def skewed(rate: float, offset: float = 0.0) -> SkewedClock:
+    return SkewedClock(offset=offset, rate=rate)
+
+
+async def chaos(h: Harness, store: InMemoryLeaseStore, rng: random.Random, until: float) -> None:
+    """Cut leaders off from the store, crash and restart nodes, flap health."""
+    while trio.current_time() < until:
+        await trio.sleep(rng.uniform(0.5, 4.0))
+        live = list(h.c)
+        action = rng.random()
+        victim = rng.choice(live)
+        if action < 0.5:
+            store.partition(victim)
+            await trio.sleep(rng.uniform(0.5, 9.0))
+            store.heal(victim)
+        elif action < 0.7 and len(live) > 2:
+            h.crash(victim)
+            await trio.sleep(rng.uniform(0.0, 3.0))
+            await h.start(victim, clock=CLOCKS.get(victim))
+        else:
+            await h.c[victim].update_health(False)
+            await trio.sleep(rng.uniform(0.1, 3.0))
+            if victim in h.c:
+                await h.c[victim].update_health(True)
+
+
+CHAOS_SECONDS = 240.0
+
+CLOCKS: dict[str, Clock] = {
+    "n1": skewed(1.05),  # 5% fast
+    "n2": skewed(0.95),  # 5% slow
+    "n3": skewed(1.0, +0.25),  # OmniRelay's skew budget, both ways
+    "n4": skewed(1.0, -0.25),
+    "n5": skewed(1.03, 1000.0),
+}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_skewed_and_drifting_clocks_never_hold_overlapping_leases(
+    sim_clock: trio.testing.MockClock, seed: int
+) -> None:
+    rng = random.Random(seed)
+    store = InMemoryLeaseStore(latency=lambda: rng.uniform(0.001, 0.05))
+    async with harness(store=store, clocks=CLOCKS, seed=seed) as h:
+        await chaos(h, store, rng, until=trio.current_time() + CHAOS_SECONDS)
+        summary = h.recorder.check()
+        assert summary["terms"] > 30  # the chaos really moved leadership around
+        assert h.samples > 40_000
+
+
+async def test_the_checker_catches_a_drift_bound_that_is_too_small(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    """Negative control: without the drift margin a slow clock overstays its lease."""
+    store = InMemoryLeaseStore()
+    names = ["n1", "n2", "n3"]
+    first = best(GLOBAL, names)
+    slow: dict[str, Clock] = {first: skewed(0.9)}  # the leader-to-be runs 10% slow
+    async with harness(names, store=store, clocks=slow, max_clock_drift=0.0) as h:
+        h.check_on_exit = False
+        assert await h.wait_leader() == first
+        store.partition(first)
+        await trio.sleep(20)
+        assert h.overlaps and first in h.overlaps[0][2]
+        with pytest.raises(SafetyViolation, match=rf": {first} \(fence \d+\) led until .* began"):
+            h.recorder.check()
+
+
+async def test_a_restarted_node_is_a_new_holder(sim_clock: trio.testing.MockClock) -> None:
+    store = InMemoryLeaseStore()
+    async with harness(store=store) as h:
+        leader = await h.wait_leader()
+        old = h.c[leader].election("global-control").token
+        assert old is not None
+        h.crash(leader)
+        restarted = await h.start(leader)
+        await trio.sleep(1.0)
+        assert not restarted.is_leader("global-control")  # it may not renew its old term
+        new_leader = await h.wait_leader(timeout=15)
+        token = h.c[new_leader].election("global-control").token
+        assert token is not None and token.fence_token > old.fence_token
+
+
+async def test_metrics_count_this_nodes_transitions(sim_clock: trio.testing.MockClock) -> None:
+    async with harness() as h:
+        leader = await h.wait_leader()
+        await trio.sleep(10)  # a renewal or two
+        registry = h.c[leader].metrics.registry
+        labels = {"scope": "global-control", "scope_kind": "global", "leader": leader}
+        get = registry.get_sample_value
+        assert get("mesh_leadership_transitions_total", {**labels, "transition": "elected"}) == 1
+        assert get("mesh_leadership_transitions_total", {**labels, "transition": "renewed"}) >= 1
+        count = get(
+            "mesh_leadership_election_duration_ms_count",
+            {"scope": "global-control", "scope_kind": "global"},
+        )
+        assert count == 1
+        led = sum(h.c[leader].is_leader(s.scope_id) for s in SCOPES)
+        assert get("swimmesh_leadership_scopes_led", {}) == led
+        follower = next(n for n in NAMES if n != leader)
+        other = h.c[follower].metrics.registry.get_sample_value
+        assert (
+            other("mesh_leadership_transitions_total", {**labels, "transition": "elected"}) is None
+        )
+        await h.group.stop(leader)
+        h.recorder.crashed(leader)
+        assert (
+            get("mesh_leadership_transitions_total", {**labels, "transition": "steppeddown"}) == 1
+        )
+
+
+async def test_a_slow_election_logs_an_sla_warning(
+    sim_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = InMemoryLeaseStore()
+    store.available = False
+    with caplog.at_level(logging.WARNING, logger="leadership.coordinator"):
+        async with harness(store=store) as h:
+            await trio.sleep(7)  # the store is down for longer than maxElectionWindow
+            store.available = True
+            await h.wait_leader()
+    warnings = [r for r in caplog.records if "maxElectionWindow" in r.getMessage()]
+    assert warnings and getattr(warnings[0], "seconds", 0) > 5.0
+    assert getattr(warnings[0], "correlation_id", "")
+
+
+class PollingOnly:
+    """The in-memory store without its watch: coordinators must poll."""
+
+    def __init__(self, store: InMemoryLeaseStore) -> None:
+        self.acquire, self.renew = store.acquire, store.renew
+        self.release, self.get = store.release, store.get
+
+
+async def test_a_store_without_a_watch_is_polled(sim_clock: trio.testing.MockClock) -> None:
+    async with harness(store=PollingOnly(InMemoryLeaseStore())) as h:  # type: ignore[arg-type]
+        leader = await h.wait_leader()
+        cfg = h.c[leader].config
+        start = trio.current_time()
+        await h.group.stop(leader)
+        h.recorder.crashed(leader)
+        await h.wait_leader()
+        # Learnt by polling: within an interval (with jitter) plus one rank wait.
+        assert trio.current_time() - start <= cfg.evaluation_interval * 7 / 6 + cfg.election_backoff
