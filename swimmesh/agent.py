@@ -291,6 +291,13 @@ async def run_agent(
         )
     tls = _tls(settings)
     control = parse_address(settings.control, "control")
+    if settings.leadership is not None and settings.leadership.enabled:
+        log.warning(
+            "mesh.leadership is validated but not run by the agent yet: elections across "
+            "processes need the quorum lease store; embed leadership.LeadershipCoordinator "
+            "in one process until then",
+            extra={"scopes": len(settings.leadership.scopes)},
+        )
     async with NetTransport.open(config.bind, NetOptions(tls=tls)) as net:
         if config.bind[1] == 0:  # an ephemeral port: advertise the one we got
             bound = net.local_address

@@ -16,29 +16,19 @@ from typing import Any
 
 import attrs
 
+from leadership import LeadershipConfig, LeadershipConfigError
+from leadership import parse_duration as leadership_duration
+
 from . import __version__
 from .config import PRESETS, ConfigError, MeshConfig, format_address, parse_address
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
-_TIMESPAN = re.compile(r"^\s*(?:(\d+)\.)?(\d{1,2}):(\d{1,2}):(\d{1,2}(?:\.\d+)?)\s*$")
 
 
 def parse_duration(value: Any, key: str) -> float:
     """Seconds from a number, ``"500ms"``, ``"5s"``, ``"1m"``, ``"2h"`` or ``"[d.]hh:mm:ss"``."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{key}: {value!r} is not a duration")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[m.group(2)]
-    elif isinstance(value, str) and (m := _TIMESPAN.match(value)):
-        days, hours, minutes, secs = m.groups()
-        seconds = int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(secs)
-    else:
-        raise ConfigError(f'{key}: {value!r} is not a duration (use "00:00:05", "5s" or "500ms")')
-    if seconds < 0:
-        raise ConfigError(f"{key}: {value!r} is negative")
-    return seconds
+    try:
+        return leadership_duration(value, key)
+    except LeadershipConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 # mesh.gossip keys -> (MeshConfig field or agent setting, kind)
@@ -122,6 +112,8 @@ class AgentSettings:
     tls: dict[str, Any] = attrs.Factory(dict)
     suspicion_interval: float | None = None
     """OmniRelay's suspicionInterval, mapped onto suspicion_mult once the interval is known."""
+    leadership: LeadershipConfig | None = None
+    """The validated ``mesh.leadership`` section, when the file has one."""
 
     def mesh_config(self, default_name: str) -> MeshConfig:
         """The validated node configuration these settings describe."""
@@ -283,6 +275,14 @@ _AGENT_KEYS = {
 
 def apply_file(settings: AgentSettings, data: Mapping[str, Any]) -> None:
     apply_gossip_section(settings, _section(data, "mesh", "gossip"), "mesh.gossip")
+    mesh = data.get("mesh")
+    if isinstance(mesh, Mapping) and "leadership" in mesh:
+        try:
+            settings.leadership = LeadershipConfig.from_mapping(
+                _section(data, "mesh", "leadership")
+            )
+        except LeadershipConfigError as exc:
+            raise ConfigError(str(exc)) from None
     for key, value in _section(data, "mesh", "agent").items():
         where = f"mesh.agent.{key}"
         if key == "insecure":

@@ -112,6 +112,9 @@ def test_json_files_and_precedence_file_env_flags(tmp_path: Path) -> None:
         ('[mesh.gossip]\npreset = "lunar"', "unknown preset"),
         ("[mesh.gossip\nbroken", "not valid toml"),
         ("[mesh.agent]\nwhat = 1", "mesh.agent.what"),
+        ('[mesh.leadership]\nleaseDuration = "00:20:00"', r"leaseDuration: 1200s is outside"),
+        ("[mesh.leadership]\nleaseTime = 1", "mesh.leadership.leaseTime: unknown key"),
+        ('[[mesh.leadership.scopes]]\nscopeId = "shard/x"', r"scopes\[0\]"),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, body: str, message: str) -> None:
@@ -153,3 +156,21 @@ def test_agent_refuses_non_loopback_without_a_key() -> None:
     )
     assert proc.returncode == 1
     assert "without a gossip key" in proc.stderr and "--insecure" in proc.stderr
+
+
+def test_the_leadership_section_is_read_with_omnirelay_keys(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        "[mesh.leadership]\n"
+        'leaseDuration = "00:00:10"\n'
+        'evaluationInterval = "00:00:00.500"\n'
+        "priority = 5\n"
+        "[[mesh.leadership.shards]]\n"
+        'namespace = "orders"\n'
+        "shards = [1, 2]\n"
+    )
+    s = load_settings(str(path), {}, {})
+    assert s.leadership is not None
+    assert (s.leadership.lease_duration, s.leadership.evaluation_interval) == (10.0, 0.5)
+    assert [x.scope_id for x in s.leadership.scopes] == ["shard/orders/1", "shard/orders/2"]
+    assert load_settings(None, {}, {}).leadership is None

@@ -127,7 +127,7 @@ async def test_a_slow_subscriber_never_blocks_the_publisher_or_others(
         nursery.start_soon(fast)
         nursery.start_soon(slow)
         await trio.sleep(0.1)
-        for i in range(200):
+        for _ in range(200):
             hub.publish(ev(EventKind.RENEWED, "a", "n1", 1))  # publish never awaits
             await trio.sleep(0.001)
     assert fast_seen == list(range(1, 201))
@@ -171,7 +171,7 @@ async def test_audit_keeps_changes_in_memory_and_in_a_file(
         audit.append(ev(kind, "a", "n1", i + 1))
     audit.append(ev(EventKind.SPLIT_BRAIN, "a", "n1", 4))
     audit.close()
-    assert audit.count == 4 and [e.kind for e in audit.records()][0] is EventKind.EXPIRED
+    assert audit.count == 4 and next(e.kind for e in audit.records()) is EventKind.EXPIRED
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [line["eventKind"] for line in lines] == ["elected", "expired", "observed", "splitBrain"]
 

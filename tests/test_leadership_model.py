@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
 from datetime import UTC, datetime
@@ -122,7 +123,7 @@ def test_every_node_computes_the_same_order(
         shuffled = candidates[:]
         rnd.shuffle(shuffled)
         assert rank_candidates(scope, shuffled) == reference
-    for better, worse in zip(reference, reference[1:], strict=False):
+    for better, worse in itertools.pairwise(reference):
         assert (-better.priority, not better.healthy) <= (-worse.priority, not worse.healthy)
 
 
@@ -238,7 +239,7 @@ def test_fence_guard_rejects_lower_fences_and_equal_fences_from_others() -> None
     guard.check(token(3))
     guard.check(token(3))  # the same leader's term again: fine
     guard.check(token(1, scope="other"))  # scopes are independent
-    with pytest.raises(StaleFenceError, match="fence 2 from 'b'.*fence 3 from 'a'"):
+    with pytest.raises(StaleFenceError, match=r"fence 2 from 'b'.*fence 3 from 'a'"):
         guard.check(token(2, "b"))
     with pytest.raises(StaleFenceError):
         guard.check(token(3, "b"))

@@ -1,0 +1,126 @@
+"""Coordinators on a real SWIM mesh (in-memory network, virtual time) through the adapter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+import trio.testing
+
+from leadership import (
+    EventKind,
+    InMemoryLeaseStore,
+    LeadershipConfig,
+    LeadershipCoordinator,
+    LeadershipScope,
+)
+from swimmesh import MemberStatus
+from swimmesh.leadership_view import MeshMembershipView
+from swimmesh.runtime import MeshNode
+from swimmesh.testing import Cluster, MemoryNetwork, wait_for
+
+NAMES = ["a", "b", "c", "d", "e"]
+SCOPES = (
+    LeadershipScope.global_control(),
+    *(LeadershipScope.shard("jobs", str(i)) for i in range(6)),
+)
+
+
+class Coordinators:
+    def __init__(self, nursery: trio.Nursery, store: InMemoryLeaseStore) -> None:
+        self.nursery = nursery
+        self.store = store
+        self.running: dict[str, LeadershipCoordinator] = {}
+
+    async def start(self, node: MeshNode, **overrides: Any) -> LeadershipCoordinator:
+        config = LeadershipConfig(scopes=SCOPES, **overrides)
+
+        async def run(task_status: trio.TaskStatus[LeadershipCoordinator]) -> None:
+            async with LeadershipCoordinator.open(
+                config, self.store.client(node.name), MeshMembershipView(node)
+            ) as coordinator:
+                task_status.started(coordinator)
+                await trio.sleep_forever()
+
+        coordinator: LeadershipCoordinator = await self.nursery.start(run)
+        self.running[node.name] = coordinator
+        return coordinator
+
+    def leaders(self, scope: str = "global-control") -> list[str]:
+        return [n for n, c in self.running.items() if c.is_leader(scope)]
+
+
+async def test_elections_over_gossip_follow_priority_and_survive_a_crash(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=5)
+    net.set_latency(0.002, 0.001)
+    store = InMemoryLeaseStore()
+    async with Cluster.open("lan", network=net, seed=5) as cluster, trio.open_nursery() as n:
+        await cluster.start_many(NAMES)
+        await wait_for(lambda: cluster.views_agree(MemberStatus.ALIVE), timeout=30)
+        group = Coordinators(n, store)
+        for name in NAMES:
+            await group.start(cluster.nodes[name], priority=10 if name == "c" else 0)
+        # Candidacy travels in gossip metadata: every node ranks all five the same way.
+        await wait_for(
+            lambda: all(
+                [x.node_id for x in c.candidates("global-control")]
+                == [x.node_id for x in group.running["a"].candidates("global-control")]
+                and len(c.candidates("global-control")) == 5
+                for c in group.running.values()
+            ),
+            timeout=10,
+        )
+        await wait_for(lambda: group.leaders() == ["c"], timeout=10)  # the priority node
+        for scope in SCOPES:
+            await wait_for(lambda s=scope: len(group.leaders(s.scope_id)) == 1, timeout=10)
+        old = group.running["c"].election("global-control").token
+        assert old is not None
+        watcher = group.running["a"].hub.subscribe("global-control", kinds=["splitBrain"])
+
+        group.running.pop("c").crash()
+        cluster.crash("c")  # the process is gone: SWIM suspects it, then declares it dead
+        split = await watcher.__anext__()  # reported as soon as gossip suspects it
+        assert split.kind is EventKind.SPLIT_BRAIN and split.leader_id == "c"
+        assert "suspect" in split.reason or "dead" in split.reason
+        await wait_for(lambda: len(group.leaders()) == 1, timeout=old_bound())
+        new = group.running[group.leaders()[0]].election("global-control").token
+        assert new is not None and new.fence_token > old.fence_token
+        # Everyone else agrees on the new leader.
+        await wait_for(
+            lambda: all(
+                c.election("global-control").current_leader == new.leader_id
+                for c in group.running.values()
+            ),
+            timeout=10,
+        )
+        n.cancel_scope.cancel()
+
+
+def old_bound() -> float:
+    cfg = LeadershipConfig()
+    return cfg.lease_duration + cfg.max_election_window + 2 * cfg.evaluation_interval
+
+
+async def test_a_graceful_leave_hands_leadership_over_at_once(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=6)
+    net.set_latency(0.002, 0.001)
+    store = InMemoryLeaseStore()
+    async with Cluster.open("lan", network=net, seed=6) as cluster, trio.open_nursery() as n:
+        await cluster.start_many(NAMES)
+        await wait_for(lambda: cluster.views_agree(MemberStatus.ALIVE), timeout=30)
+        group = Coordinators(n, store)
+        for name in NAMES:
+            await group.start(cluster.nodes[name])
+        await wait_for(lambda: len(group.leaders()) == 1, timeout=10)
+        leader = group.leaders()[0]
+        start = trio.current_time()
+        await group.running.pop(leader).stop()  # step down + release, then leave the mesh
+        await cluster.stop(leader)
+        await wait_for(lambda: len(group.leaders()) == 1, timeout=5)
+        assert trio.current_time() - start < LeadershipConfig().evaluation_interval
+        assert group.leaders()[0] != leader
+        n.cancel_scope.cancel()
