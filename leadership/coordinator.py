@@ -98,6 +98,10 @@ class _ScopeState:
     """A term the store says this holder has but this node does not believe (a reply it gave
     up on): renewed to learn its validity, or released."""
     election: Election | None = None
+    sleep: trio.CancelScope | None = None
+    """The runner's sleep, whose deadline moves when a store change postpones the next read."""
+    rank: tuple[int, int | None] = (-1, None)
+    """(view version, this node's rank) cached until the candidates change."""
 
     def poke(self) -> None:
         self.wake.set()
@@ -140,6 +144,7 @@ class LeadershipCoordinator:
         self._health_metadata: dict[str, str] = {}
         self._stopping = False
         self._candidates: list[Candidate] | None = None
+        self._view_version = 0
         self.led = 0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -229,7 +234,7 @@ class LeadershipCoordinator:
         self._healthy = healthy
         if metadata is not None:
             self._health_metadata = {f"leadership.health.{k}": v for k, v in metadata.items()}
-        self._candidates = None
+        self._view_changed()
         if changed or metadata is not None:
             await self._publish_candidacy()
         if changed:
@@ -285,8 +290,9 @@ class LeadershipCoordinator:
         # First look after one interval, so this node's candidacy and its peers' have spread.
         next_at = self._now() + self._interval()
         while True:
-            with trio.move_on_at(self._clock.trio_time(next_at)):
+            with trio.move_on_at(self._clock.trio_time(next_at)) as state.sleep:
                 await state.wake.wait()
+            state.sleep = None
             # A skewed clock's round trip through Trio time can land a few ulps short of the
             # target; step past it, or the loop would spin at one instant.
             while not state.wake.is_set() and self._now() < next_at:
@@ -543,7 +549,7 @@ class LeadershipCoordinator:
 
     async def _step_down_all(self, reason: str) -> None:
         self._stopping = True
-        self._candidates = None
+        self._view_changed()
         with trio.move_on_after(self.config.max_election_window):
             await self.view.publish(candidate_metadata(self.config.priority, False, ()))
         await self._step_down_where(lambda s: True, reason)
@@ -566,7 +572,9 @@ class LeadershipCoordinator:
         state.vacant_since = None
         state.failures = 0
         state.reserved_for, state.reserved_until = None, -math.inf
-        if fresh:
+        if not fresh:
+            self.hub.refresh(token)
+        else:
             state.known_correlation = self._new_id()
             self._emit(
                 state,
@@ -600,23 +608,20 @@ class LeadershipCoordinator:
             self.metrics.transitions.labels(
                 scope.scope_id, scope.kind, leader, kind.value.lower()
             ).inc()
-        fields = {
-            "node": self.node_id,
-            "scope": scope.scope_id,
-            "kind": kind.value,
-            "leader": leader,
-            "term": token.term if token else None,
-            "fence": token.fence_token if token else None,
-            "reason": reason,
-            "correlation_id": correlation,
-            "sequence": event.sequence,
-        }
-        log.log(
-            logging.DEBUG if kind is EventKind.RENEWED else logging.INFO,
-            "leadership %s",
-            kind.value,
-            extra=fields,
-        )
+        level = logging.DEBUG if kind is EventKind.RENEWED else logging.INFO
+        if log.isEnabledFor(level):
+            fields = {
+                "node": self.node_id,
+                "scope": scope.scope_id,
+                "kind": kind.value,
+                "leader": leader,
+                "term": token.term if token else None,
+                "fence": token.fence_token if token else None,
+                "reason": reason,
+                "correlation_id": correlation,
+                "sequence": event.sequence,
+            }
+            log.log(level, "leadership %s", kind.value, extra=fields)
 
     def _leader_seen(self, state: _ScopeState) -> None:
         if state.election is not None:
@@ -657,6 +662,17 @@ class LeadershipCoordinator:
             known.leader_id,
         )
 
+    def _renewed_elsewhere(self, state: _ScopeState, lease: Lease) -> None:
+        """The known incumbent renewed: postpone the next read without waking the runner."""
+        known = state.known
+        if known is None or lease.holder.node_id != known.leader_id or lease.term != known.term:
+            return
+        state.known_until = state.next_read = self._now() + lease.remaining
+        state.known = attrs.evolve(known, expires_at=self._to_wall(state.known_until))
+        self.hub.refresh(state.known)
+        if state.sleep is not None and not state.wake.is_set():
+            state.sleep.deadline = self._clock.trio_time(state.next_read)
+
     def _conflict(self, state: _ScopeState, lease: Lease) -> None:
         """Another holder acquired a scope this node still believes it leads: two leaders.
         Reported as split brain; this node steps down at once (its lease is the older)."""
@@ -686,7 +702,7 @@ class LeadershipCoordinator:
 
     async def _follow_view(self) -> None:
         async for node_id in self.view.changes():
-            self._candidates = None
+            self._view_changed()
             for state in self._scopes.values():
                 if state.known is not None and state.known.leader_id == node_id:
                     self._check_split_brain(state)
@@ -706,7 +722,9 @@ class LeadershipCoordinator:
         state = self._scopes.get(change.scope_key)
         if state is None:
             return
-        if change.kind is LeaseChangeKind.ACQUIRED and change.lease is not None:
+        if change.kind is LeaseChangeKind.RENEWED and change.lease is not None:
+            self._renewed_elsewhere(state, change.lease)
+        elif change.kind is LeaseChangeKind.ACQUIRED and change.lease is not None:
             if change.lease.holder == self.holder:
                 return
             if self._believes(state):
@@ -761,16 +779,24 @@ class LeadershipCoordinator:
             self._candidates = out
         return self._candidates
 
+    def _view_changed(self) -> None:
+        """Candidates (or this node's own candidacy) changed: ranks must be computed again."""
+        self._candidates = None
+        self._view_version += 1
+
     def _rank(self, state: _ScopeState) -> int | None:
-        """This node's place among the scope's live candidates; None if it may not campaign."""
-        if not self._may_campaign(state):
-            return None
-        ranked = rank_candidates(state.scope, self._candidate_list())
-        healthy = [c for c in ranked if c.healthy]
-        for place, candidate in enumerate(healthy):
-            if candidate.node_id == self.node_id:
-                return place
-        return None
+        """This node's place among the scope's healthy live candidates; None if it may not
+        campaign. Cached per scope until the candidates change."""
+        version, rank = state.rank
+        if version == self._view_version:
+            return rank
+        rank = None
+        if self._may_campaign(state):
+            ranked = rank_candidates(state.scope, self._candidate_list())
+            healthy = [c for c in ranked if c.healthy]
+            rank = next((i for i, c in enumerate(healthy) if c.node_id == self.node_id), None)
+        state.rank = (self._view_version, rank)
+        return rank
 
     async def _publish_candidacy(self) -> None:
         metadata = candidate_metadata(

@@ -62,6 +62,16 @@ class LeadershipEventHub:
         found = self._tokens.get(scope.casefold())
         return found[0] if found else None
 
+    def refresh(self, token: LeadershipToken) -> None:
+        """Update a current token in place (a later expiry of the same term), without an event."""
+        key = token.scope.casefold()
+        current = self._tokens.get(key)
+        if current is not None and (current[0].leader_id, current[0].fence_token) == (
+            token.leader_id,
+            token.fence_token,
+        ):
+            self._tokens[key] = (token, current[1])
+
     def history(self) -> list[LeadershipEvent]:
         return list(self._history)
 

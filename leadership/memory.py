@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
@@ -72,7 +72,8 @@ class InMemoryLeaseStore:
         self._watchers: list[_Watcher] = []
         self._cut_off: set[str] = set()
         self.available = True
-        self.calls = 0
+        self.calls: Counter[str] = Counter()
+        """Calls received, by operation."""
 
     # -- test controls ---------------------------------------------------------------------
 
@@ -98,7 +99,7 @@ class InMemoryLeaseStore:
     # -- the protocol ----------------------------------------------------------------------
 
     async def acquire(self, scope: LeadershipScope, holder: Holder, duration: float) -> LeaseResult:
-        if not await self._arrive(holder.node_id):
+        if not await self._arrive("acquire", holder.node_id):
             return await self._unavailable()
         record, now = self._record(scope), self._clock.now()
         if record.holder is not None and now < record.expires:
@@ -131,7 +132,7 @@ class InMemoryLeaseStore:
     async def renew(
         self, scope: LeadershipScope, holder: Holder, term: int, duration: float
     ) -> LeaseResult:
-        if not await self._arrive(holder.node_id):
+        if not await self._arrive("renew", holder.node_id):
             return await self._unavailable()
         record, now = self._record(scope), self._clock.now()
         if record.holder != holder or record.term != term:
@@ -145,7 +146,9 @@ class InMemoryLeaseStore:
                 LeaseResult(LeaseOutcome.LEASE_EXPIRED, detail="lease expired before renewal")
             )
         self._extend(record, now, duration)
-        return await self._reply(LeaseResult(LeaseOutcome.GRANTED, self._lease(record)))
+        lease = self._lease(record)
+        self._notify(LeaseChange(LeaseChangeKind.RENEWED, scope.key, lease))
+        return await self._reply(LeaseResult(LeaseOutcome.GRANTED, lease))
 
     async def release(
         self,
@@ -156,7 +159,7 @@ class InMemoryLeaseStore:
         successor: str | None = None,
         reserve: float = 0.0,
     ) -> LeaseResult:
-        if not await self._arrive(holder.node_id):
+        if not await self._arrive("release", holder.node_id):
             return await self._unavailable()
         record, now = self._record(scope), self._clock.now()
         if record.holder != holder or record.term != term:
@@ -168,7 +171,7 @@ class InMemoryLeaseStore:
         return await self._reply(LeaseResult(LeaseOutcome.RELEASED))
 
     async def get(self, scope: LeadershipScope, *, node_id: str | None = None) -> LeaseResult:
-        if not await self._arrive(node_id):
+        if not await self._arrive("get", node_id):
             return await self._unavailable()
         record, now = self._record(scope), self._clock.now()
         if self._valid(record, now):
@@ -183,7 +186,7 @@ class InMemoryLeaseStore:
         )
 
     async def watch(self, *, node_id: str | None = None) -> AsyncIterator[LeaseChange]:
-        """Holder changes (acquired, released) from now on; ``RESYNC`` if this watcher fell
+        """Lease changes (acquired, renewed, released) from now on; ``RESYNC`` if this watcher fell
         more than ``WATCH_BUFFER`` changes behind, or was cut off, and lost some."""
         watcher = _Watcher(node_id)
         self._watchers.append(watcher)
@@ -247,14 +250,12 @@ class InMemoryLeaseStore:
     def _delay(self) -> float:
         return self._latency() if callable(self._latency) else self._latency
 
-    async def _arrive(self, node_id: str | None) -> bool:
+    async def _arrive(self, operation: str, node_id: str | None) -> bool:
         """The request's trip to the store; False when the caller is cut off."""
-        self.calls += 1
+        self.calls[operation] += 1
         delay = self._delay()
         if delay > 0:
             await trio.sleep(delay)
-        else:
-            await trio.lowlevel.checkpoint()
         return self.available and (node_id is None or node_id not in self._cut_off)
 
     async def _reply(self, result: LeaseResult) -> LeaseResult:

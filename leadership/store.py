@@ -95,6 +95,8 @@ class LeaseStore(Protocol):
 
 class LeaseChangeKind(enum.StrEnum):
     ACQUIRED = "acquired"
+    RENEWED = "renewed"
+    """Optional: a store that reports renewals spares followers a read per renewal."""
     RELEASED = "released"
     RESYNC = "resync"
     """The watcher fell behind and lost changes: re-read every scope."""
@@ -110,7 +112,7 @@ class LeaseChange:
 
 @runtime_checkable
 class WatchableLeaseStore(LeaseStore, Protocol):
-    """A store that pushes holder changes (acquire and release, not renewals or expiry), so
-    followers learn of a release at once instead of polling on every evaluation."""
+    """A store that pushes lease changes (acquisitions and releases; renewals optionally; never
+    expiry), so followers learn of a release at once instead of polling every evaluation."""
 
     def watch(self) -> AsyncIterator[LeaseChange]: ...

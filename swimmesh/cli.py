@@ -292,15 +292,17 @@ def _cmd_tls(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    if args.scenario == "leadership":
+        return _simulate_leadership(args)
     import attrs
 
     from simulations.lifeguard import simulate
 
     rows = []
+    nodes = args.nodes if args.nodes is not None else 50
+    seconds = args.seconds if args.seconds is not None else 300.0
     for lifeguard in (True, False):
-        out = simulate(
-            lifeguard, nodes=args.nodes, seconds=args.seconds, loss=args.loss, seed=args.seed
-        )
+        out = simulate(lifeguard, nodes=nodes, seconds=seconds, loss=args.loss, seed=args.seed)
         rows.append(attrs.asdict(out))
     if args.format == "json":
         print(json.dumps(rows, indent=2))
@@ -311,6 +313,24 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                 f"{r['lifeguard']!s:>9} {r['false_suspicions']:>10} {r['false_deaths']:>10} "
                 f"{r['refutations']:>11}"
             )
+    return EXIT_OK
+
+
+def _simulate_leadership(args: argparse.Namespace) -> int:
+    import logging
+
+    import trio.testing
+
+    from simulations.leadership import scenario, table
+
+    logging.getLogger("leadership").setLevel(logging.ERROR)  # one split-brain line per scope
+    nodes = args.nodes if args.nodes is not None else 20
+    seconds = args.seconds if args.seconds is not None else 60.0
+    if nodes < 2 or args.scopes < 1 or args.victims < 1:
+        raise CliError("leadership needs --nodes >= 2, --scopes >= 1 and --victims >= 1")
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    result = trio.run(scenario, nodes, args.scopes, seconds, args.seed, args.victims, clock=clock)
+    print(json.dumps(result, indent=2) if args.format == "json" else table(result))
     return EXIT_OK
 
 
@@ -564,11 +584,23 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser("simulate", help="run a scenario in virtual time")
     simulate.add_argument(
         "scenario",
-        choices=["lifeguard"],
-        help="lifeguard: loss + stalling nodes, with and without Lifeguard",
+        choices=["lifeguard", "leadership"],
+        help="lifeguard: loss + stalling nodes, with and without Lifeguard; leadership: "
+        "coordinators on the in-memory store: cold start, crash and graceful failover",
     )
-    simulate.add_argument("--nodes", type=int, default=50)
-    simulate.add_argument("--seconds", type=float, default=300.0)
+    simulate.add_argument(
+        "--nodes", type=int, default=None, help="nodes (lifeguard 50) or coordinators (20)"
+    )
+    simulate.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="virtual seconds (lifeguard 300) or steady-state seconds measured (leadership 60)",
+    )
+    simulate.add_argument("--scopes", type=int, default=1000, help="leadership: shard scopes")
+    simulate.add_argument(
+        "--victims", type=int, default=5, help="leadership: stops per failover kind"
+    )
     simulate.add_argument("--loss", type=float, default=0.10)
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--format", choices=["table", "json"], default="table")

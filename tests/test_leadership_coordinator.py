@@ -131,6 +131,12 @@ async def test_one_leader_per_scope_the_best_ranked_and_every_node_agrees(
         for scope in SCOPES:
             leader = h.leader(scope.scope_id)
             assert leader == best(scope, NAMES)
+            own = h.c[leader].election(scope.scope_id).token
+            assert own is not None
+            for c in h.c.values():  # followers know the renewed expiry, not the first one
+                seen = c.hub.token(scope.scope_id)
+                assert seen is not None
+                assert abs((seen.expires_at - own.expires_at).total_seconds()) < 1.0
             views = {
                 (t.leader_id, t.fence_token)
                 for c in h.c.values()
@@ -284,7 +290,9 @@ async def test_leadership_block_runs_only_while_leading(
                 finally:
                     body_ended.append(trio.current_time())
         assert not election.is_leader and election.token is None
-        assert ("lost", "lease expired") in calls
+        # The coordinator's own step-down comes at the same instant (in either order).
+        await wait_for(lambda: ("lost", "lease expired") in calls, timeout=0.001, poll=0.0001)
+        assert trio.current_time() - body_ended[0] < 0.001
         # Cut off before the store's lease could end: the next leader comes only after.
         successor = await h.wait_leader(timeout=10)
         took_over = trio.current_time()
@@ -470,3 +478,20 @@ async def test_a_store_without_a_watch_is_polled(sim_clock: trio.testing.MockClo
         await h.wait_leader()
         # Learnt by polling: within an interval (with jitter) plus one rank wait.
         assert trio.current_time() - start <= cfg.evaluation_interval * 7 / 6 + cfg.election_backoff
+
+
+async def test_idle_followers_do_not_read_the_store(sim_clock: trio.testing.MockClock) -> None:
+    """With a change feed that reports renewals, steady state costs one renewal per lease
+    period per scope and nothing else: no follower wakes to read."""
+    store = InMemoryLeaseStore()
+    async with harness(store=store, sample=False) as h:
+        for scope in SCOPES:
+            await h.wait_leader(scope.scope_id)
+        await trio.sleep(10)
+        before = dict(store.calls)
+        await trio.sleep(60)
+        delta = {op: store.calls[op] - before.get(op, 0) for op in store.calls}
+        cfg = h.c["n1"].config
+        period = cfg.validity(cfg.lease_duration) - cfg.renewal_lead_time
+        assert delta.get("get", 0) == 0 and delta.get("acquire", 0) == 0
+        assert delta["renew"] <= len(SCOPES) * (60 / period + 1)

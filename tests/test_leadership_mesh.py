@@ -124,3 +124,35 @@ async def test_a_graceful_leave_hands_leadership_over_at_once(
         assert trio.current_time() - start < LeadershipConfig().evaluation_interval
         assert group.leaders()[0] != leader
         n.cancel_scope.cancel()
+
+
+def test_simulate_leadership_reports_failover(capsys: object) -> None:
+    import json
+
+    from swimmesh.cli import main
+
+    code = main(
+        [
+            "simulate",
+            "leadership",
+            "--nodes",
+            "3",
+            "--scopes",
+            "12",
+            "--seconds",
+            "2",
+            "--victims",
+            "1",
+            "--format",
+            "json",
+        ]
+    )
+    out = json.loads(capsys.readouterr().out)  # type: ignore[attr-defined]
+    cfg = LeadershipConfig()
+    assert code == 0 and out["scopes"] == 12
+    assert out["cold_start_all_led_s"] <= cfg.evaluation_interval * 7 / 6 + cfg.election_backoff
+    # A crash costs at most a lease (plus a rank wait while the victim still looks alive) ...
+    assert out["failover_crash-alive_s"]["max"] <= cfg.lease_duration + cfg.max_election_window
+    assert out["failover_crash-dead_s"]["max"] <= cfg.lease_duration + cfg.evaluation_interval
+    # ... a graceful stop hands over at once.
+    assert out["failover_graceful_s"]["max"] < cfg.evaluation_interval
