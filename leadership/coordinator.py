@@ -640,27 +640,34 @@ class LeadershipCoordinator:
         if status == ALIVE or (member is None and known.leader_id == self.node_id):
             return
         state.split_reported = known.fence_token
+        self._report_split_brain(
+            state,
+            known,
+            f"incumbent is {status or 'unknown'} in the membership view while its token is valid",
+            status=status or "unknown",
+        )
+
+    def _report_split_brain(
+        self, state: _ScopeState, token: LeadershipToken | None, reason: str, **fields: object
+    ) -> None:
+        """One split-brain report: the metric, a structured warning and the event, all with
+        one correlation id."""
+        leader = token.leader_id if token is not None else self.node_id
         correlation = self._new_id()
-        self.metrics.split_brain.labels(state.scope.scope_id, known.leader_id).inc()
+        self.metrics.split_brain.labels(state.scope.scope_id, leader).inc()
         log.warning(
-            "split brain: the incumbent dropped out of the membership view with a valid token",
+            "split brain: %s",
+            reason,
             extra={
                 "node": self.node_id,
                 "scope": state.scope.scope_id,
-                "leader": known.leader_id,
-                "status": status or "unknown",
-                "fence": known.fence_token,
+                "leader": leader,
+                "fence": token.fence_token if token is not None else None,
                 "correlation_id": correlation,
+                **fields,
             },
         )
-        self._emit(
-            state,
-            EventKind.SPLIT_BRAIN,
-            known,
-            f"incumbent is {status or 'unknown'} in the membership view while its token is valid",
-            correlation,
-            known.leader_id,
-        )
+        self._emit(state, EventKind.SPLIT_BRAIN, token, reason, correlation, leader)
 
     def _renewed_elsewhere(self, state: _ScopeState, lease: Lease) -> None:
         """The known incumbent renewed: postpone the next read without waking the runner."""
@@ -676,25 +683,11 @@ class LeadershipCoordinator:
     def _conflict(self, state: _ScopeState, lease: Lease) -> None:
         """Another holder acquired a scope this node still believes it leads: two leaders.
         Reported as split brain; this node steps down at once (its lease is the older)."""
-        correlation = self._new_id()
-        self.metrics.split_brain.labels(state.scope.scope_id, self.node_id).inc()
-        log.warning(
-            "split brain: another holder acquired a scope this node believes it leads",
-            extra={
-                "node": self.node_id,
-                "scope": state.scope.scope_id,
-                "other": lease.holder.node_id,
-                "fence": lease.fence_token,
-                "correlation_id": correlation,
-            },
-        )
-        self._emit(
+        self._report_split_brain(
             state,
-            EventKind.SPLIT_BRAIN,
             state.token,
             f"{lease.holder.node_id} acquired fence {lease.fence_token} while this node led",
-            correlation,
-            self.node_id,
+            other=lease.holder.node_id,
         )
         self._end(state, EventKind.LOST, "lease revoked")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
@@ -50,18 +52,27 @@ class Coordinators:
         return [n for n, c in self.running.items() if c.is_leader(scope)]
 
 
+@asynccontextmanager
+async def mesh(
+    seed: int, priorities: dict[str, int]
+) -> AsyncIterator[tuple[Cluster, Coordinators]]:
+    """A formed 5-node lan mesh with one coordinator per node on a shared store."""
+    net = MemoryNetwork(seed=seed)
+    net.set_latency(0.002, 0.001)
+    async with Cluster.open("lan", network=net, seed=seed) as cluster, trio.open_nursery() as n:
+        await cluster.start_many(NAMES)
+        await wait_for(lambda: cluster.views_agree(MemberStatus.ALIVE), timeout=30)
+        group = Coordinators(n, InMemoryLeaseStore())
+        for name in NAMES:
+            await group.start(cluster.nodes[name], priority=priorities.get(name, 0))
+        yield cluster, group
+        n.cancel_scope.cancel()
+
+
 async def test_elections_over_gossip_follow_priority_and_survive_a_crash(
     sim_clock: trio.testing.MockClock,
 ) -> None:
-    net = MemoryNetwork(seed=5)
-    net.set_latency(0.002, 0.001)
-    store = InMemoryLeaseStore()
-    async with Cluster.open("lan", network=net, seed=5) as cluster, trio.open_nursery() as n:
-        await cluster.start_many(NAMES)
-        await wait_for(lambda: cluster.views_agree(MemberStatus.ALIVE), timeout=30)
-        group = Coordinators(n, store)
-        for name in NAMES:
-            await group.start(cluster.nodes[name], priority=10 if name == "c" else 0)
+    async with mesh(5, {"c": 10}) as (cluster, group):
         # Candidacy travels in gossip metadata: every node ranks all five the same way.
         await wait_for(
             lambda: all(
@@ -95,7 +106,6 @@ async def test_elections_over_gossip_follow_priority_and_survive_a_crash(
             ),
             timeout=10,
         )
-        n.cancel_scope.cancel()
 
 
 def old_bound() -> float:
@@ -106,15 +116,7 @@ def old_bound() -> float:
 async def test_a_graceful_leave_hands_leadership_over_at_once(
     sim_clock: trio.testing.MockClock,
 ) -> None:
-    net = MemoryNetwork(seed=6)
-    net.set_latency(0.002, 0.001)
-    store = InMemoryLeaseStore()
-    async with Cluster.open("lan", network=net, seed=6) as cluster, trio.open_nursery() as n:
-        await cluster.start_many(NAMES)
-        await wait_for(lambda: cluster.views_agree(MemberStatus.ALIVE), timeout=30)
-        group = Coordinators(n, store)
-        for name in NAMES:
-            await group.start(cluster.nodes[name])
+    async with mesh(6, {}) as (cluster, group):
         await wait_for(lambda: len(group.leaders()) == 1, timeout=10)
         leader = group.leaders()[0]
         start = trio.current_time()
@@ -123,7 +125,6 @@ async def test_a_graceful_leave_hands_leadership_over_at_once(
         await wait_for(lambda: len(group.leaders()) == 1, timeout=5)
         assert trio.current_time() - start < LeadershipConfig().evaluation_interval
         assert group.leaders()[0] != leader
-        n.cancel_scope.cancel()
 
 
 def test_simulate_leadership_reports_failover(capsys: object) -> None:
