@@ -83,6 +83,8 @@ class AuditLog:
             oldest = self._count - len(self._records) + 1
             if position < self._count:
                 position = max(position + 1, oldest)
-                yield self._records[position - oldest]
+                record = self._records[position - oldest]
+                await trio.lowlevel.checkpoint()
+                yield record
             else:
                 await self._lot.park()

@@ -81,11 +81,12 @@ def _priority(inst: Any, attr: attrs.Attribute[Any], value: int) -> None:
 
 
 def _patterns(inst: Any, attr: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    key = "eligibleScopes" if attr.name == "eligible_scopes" else attr.name
     for pattern in value:
         if not isinstance(pattern, str) or not pattern.strip() or "," in pattern:
             raise LeadershipConfigError(
-                f"mesh.leadership.eligibleScopes: {pattern!r} is not a scope pattern "
-                "(a non-empty glob without commas)"
+                f"mesh.leadership.{key}: {pattern!r} is not a valid entry "
+                "(a non-empty name or glob without commas)"
             )
 
 
@@ -112,6 +113,8 @@ class LeadershipConfig:
     priority: int = attrs.field(default=0, validator=_priority)
     eligible_scopes: tuple[str, ...] = attrs.field(default=("*",), validator=_patterns)
     """Scope patterns this node may lead; it observes the other configured scopes."""
+    roles: tuple[str, ...] = attrs.field(default=(), validator=_patterns)
+    """Roles this node has for scopes that ask for roles (its gossip ``role`` counts too)."""
     quorum: str = attrs.field(default="none", validator=_quorum)
     """``none``: the store alone arbitrates; ``static``: a configured voter set (quorum store)."""
     max_clock_drift: float = attrs.field(default=0.05, validator=_drift)
@@ -144,9 +147,6 @@ class LeadershipConfig:
         eps = self.max_clock_drift
         return granted * (1 - eps) / (1 + eps)
 
-    def may_lead(self, scope: LeadershipScope) -> bool:
-        return any(scope.matches(p) for p in self.eligible_scopes)
-
     @classmethod
     def from_mapping(
         cls, section: Mapping[str, Any], prefix: str = "mesh.leadership"
@@ -177,11 +177,11 @@ class LeadershipConfig:
                 scopes.extend(_shards(value, where))
             elif key == "priority":
                 fields["priority"] = _int(value, where)
-            elif key == "eligibleScopes":
+            elif key in ("eligibleScopes", "roles"):
                 items = _list(value, where)
                 if not all(isinstance(p, str) for p in items):
-                    raise LeadershipConfigError(f"{where}: expected a list of scope patterns")
-                fields["eligible_scopes"] = tuple(items)
+                    raise LeadershipConfigError(f"{where}: expected a list of strings")
+                fields["eligible_scopes" if key == "eligibleScopes" else "roles"] = tuple(items)
             elif key == "quorum":
                 if not isinstance(value, str):
                     raise LeadershipConfigError(f"{where}: expected one of {QUORUM_MODES}")

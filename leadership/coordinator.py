@@ -136,6 +136,7 @@ class LeadershipCoordinator:
         self.hub = hub if hub is not None else LeadershipEventHub(config.history_size)
         self.metrics = metrics if metrics is not None else LeadershipMetrics()
         self.audit = audit if audit is not None else AuditLog(path=config.audit_file)
+        self.hub.set_token_source(self._current_tokens)
         self._mono0 = self._clock.now()
         self._wall0 = wall() if wall is not None else datetime.now(UTC).timestamp()
         self._watchable = isinstance(store, WatchableLeaseStore)
@@ -551,7 +552,9 @@ class LeadershipCoordinator:
         self._stopping = True
         self._view_changed()
         with trio.move_on_after(self.config.max_election_window):
-            await self.view.publish(candidate_metadata(self.config.priority, False, ()))
+            await self.view.publish(
+                candidate_metadata(self.config.priority, False, (), self.config.roles)
+            )
         await self._step_down_where(lambda s: True, reason)
 
     def _observe(self, state: _ScopeState, lease: Lease) -> float:
@@ -572,9 +575,7 @@ class LeadershipCoordinator:
         state.vacant_since = None
         state.failures = 0
         state.reserved_for, state.reserved_until = None, -math.inf
-        if not fresh:
-            self.hub.refresh(token)
-        else:
+        if fresh:
             state.known_correlation = self._new_id()
             self._emit(
                 state,
@@ -675,8 +676,6 @@ class LeadershipCoordinator:
         if known is None or lease.holder.node_id != known.leader_id or lease.term != known.term:
             return
         state.known_until = state.next_read = self._now() + lease.remaining
-        state.known = attrs.evolve(known, expires_at=self._to_wall(state.known_until))
-        self.hub.refresh(state.known)
         if state.sleep is not None and not state.wake.is_set():
             state.sleep.deadline = self._clock.trio_time(state.next_read)
 
@@ -746,7 +745,11 @@ class LeadershipCoordinator:
     # -- ranking ---------------------------------------------------------------------------
 
     def _may_campaign(self, state: _ScopeState) -> bool:
-        return self._healthy and not self._stopping and self.config.may_lead(state.scope)
+        return (
+            self._healthy
+            and not self._stopping
+            and self._self_candidate().eligible_for(state.scope)
+        )
 
     def _candidate_list(self) -> list[Candidate]:
         if self._candidates is None:
@@ -761,16 +764,18 @@ class LeadershipCoordinator:
                     candidate = attrs.evolve(candidate, healthy=False)
                 out.append(candidate)
             if not self._stopping:
-                out.append(
-                    Candidate(
-                        self.node_id,
-                        self.config.priority,
-                        self._healthy,
-                        tuple(self.config.eligible_scopes),
-                    )
-                )
+                out.append(self._self_candidate())
             self._candidates = out
         return self._candidates
+
+    def _self_candidate(self) -> Candidate:
+        """This node as a candidate, from its own state (its view of itself may lag)."""
+        me = self.view.member(self.node_id)
+        gossip_role = me.metadata.get("role") if me is not None else None
+        roles = frozenset(self.config.roles) | ({gossip_role} if gossip_role else set())
+        return Candidate(
+            self.node_id, self.config.priority, self._healthy, self.config.eligible_scopes, roles
+        )
 
     def _view_changed(self) -> None:
         """Candidates (or this node's own candidacy) changed: ranks must be computed again."""
@@ -793,7 +798,7 @@ class LeadershipCoordinator:
 
     async def _publish_candidacy(self) -> None:
         metadata = candidate_metadata(
-            self.config.priority, self._healthy, self.config.eligible_scopes
+            self.config.priority, self._healthy, self.config.eligible_scopes, self.config.roles
         )
         metadata.update(self._health_metadata)
         await self.view.publish(metadata)
@@ -802,6 +807,20 @@ class LeadershipCoordinator:
 
     def _believes(self, state: _ScopeState) -> bool:
         return state.leading and self._now() < state.deadline
+
+    def _current_tokens(self) -> dict[str, tuple[LeadershipToken, str]]:
+        """Every scope's current token as this node knows it now (the hub's token source):
+        its own while it believes it leads, else a known incumbent's until its lease ends."""
+        now, out = self._now(), {}
+        for key, state in self._scopes.items():
+            if self._believes(state) and state.token is not None:
+                out[key] = (state.token, state.correlation)
+            elif state.known is not None and now < state.known_until:
+                expires = self._to_wall(state.known_until)
+                if state.known.expires_at != expires:
+                    state.known = attrs.evolve(state.known, expires_at=expires)
+                out[key] = (state.known, state.known_correlation)
+        return out
 
     def _leader_of(self, state: _ScopeState) -> str | None:
         if self._believes(state):

@@ -23,6 +23,8 @@ from .tokens import ENDING_KINDS, EventKind, LeadershipEvent, LeadershipToken
 log = logging.getLogger("leadership.hub")
 
 EventListener = Callable[[LeadershipEvent], None]
+TokenSource = Callable[[], dict[str, tuple[LeadershipToken, str]]]
+"""Current tokens by folded scope id, with the correlation id of the term each belongs to."""
 _SETS_TOKEN = frozenset({EventKind.ELECTED, EventKind.RENEWED, EventKind.OBSERVED})
 
 
@@ -40,6 +42,7 @@ class LeadershipEventHub:
         self._lot = trio.lowlevel.ParkingLot()
         self._listeners: list[EventListener] = []
         self._wall = wall
+        self._source: TokenSource | None = None
 
     @property
     def sequence(self) -> int:
@@ -51,26 +54,24 @@ class LeadershipEventHub:
         """The oldest sequence still in the history (``sequence + 1`` when it is empty)."""
         return self._history[0].sequence if self._history else self._sequence + 1
 
+    def set_token_source(self, source: TokenSource | None) -> None:
+        """Read current tokens from ``source`` (a coordinator knows them better than its
+        events: renewals it hears of move expiries without an event) instead of from events."""
+        self._source = source
+
+    def _current(self) -> dict[str, tuple[LeadershipToken, str]]:
+        return self._source() if self._source is not None else self._tokens
+
     def tokens(self, scope: str | None = None) -> list[LeadershipToken]:
         """Current tokens (sorted by scope), optionally for one scope (exact, any case)."""
         if scope is not None:
-            found = self._tokens.get(scope.casefold())
-            return [found[0]] if found else []
-        return [t for _, (t, _) in sorted(self._tokens.items())]
+            found = self.token(scope)
+            return [found] if found is not None else []
+        return [t for _, (t, _) in sorted(self._current().items())]
 
     def token(self, scope: str) -> LeadershipToken | None:
-        found = self._tokens.get(scope.casefold())
+        found = self._current().get(scope.casefold())
         return found[0] if found else None
-
-    def refresh(self, token: LeadershipToken) -> None:
-        """Update a current token in place (a later expiry of the same term), without an event."""
-        key = token.scope.casefold()
-        current = self._tokens.get(key)
-        if current is not None and (current[0].leader_id, current[0].fence_token) == (
-            token.leader_id,
-            token.fence_token,
-        ):
-            self._tokens[key] = (token, current[1])
 
     def history(self) -> list[LeadershipEvent]:
         return list(self._history)
@@ -121,7 +122,7 @@ class LeadershipEventHub:
 
     def _snapshot(self, sub: Subscription) -> list[LeadershipEvent]:
         out = []
-        for _, (token, correlation) in sorted(self._tokens.items()):
+        for _, (token, correlation) in sorted(self._current().items()):
             event = LeadershipEvent(
                 EventKind.SNAPSHOT,
                 token.scope,

@@ -8,7 +8,7 @@ naming it; adding a scope kind needs no code change (kind is a free string).
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -44,6 +44,10 @@ def labels_dict(value: Mapping[str, str]) -> dict[str, str]:
     return dict(value)
 
 
+def _roles_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class LeadershipScope:
     """One thing that has at most one leader at a time. Build it with the class methods or
@@ -52,6 +56,8 @@ class LeadershipScope:
     scope_id: str = attrs.field(eq=False)
     kind: str = attrs.field(eq=False)
     labels: Mapping[str, str] = attrs.field(factory=dict, converter=labels_dict, eq=False)
+    roles: tuple[str, ...] = attrs.field(default=(), converter=_roles_tuple, eq=False)
+    """Roles a candidate needs one of to lead this scope (empty: any role)."""
     key: str = attrs.field(init=False, repr=False)
 
     @key.default
@@ -73,14 +79,19 @@ class LeadershipScope:
 
     @classmethod
     def custom(
-        cls, scope_id: str, kind: str = KIND_CUSTOM, labels: Mapping[str, str] | None = None
+        cls,
+        scope_id: str,
+        kind: str = KIND_CUSTOM,
+        labels: Mapping[str, str] | None = None,
+        roles: tuple[str, ...] = (),
     ) -> LeadershipScope:
         _check_text(scope_id, "scopeId", scope_id)
         _check_text(kind, "kind", scope_id)
         folded = scope_id.casefold()
         if folded == GLOBAL_CONTROL or folded.startswith(SHARD_PREFIX):
-            return _merge_labels(parse_scope(scope_id), kind, labels)
-        return cls(scope_id, kind, dict(labels or {}))
+            scope = _merge_labels(parse_scope(scope_id), kind, labels)
+            return attrs.evolve(scope, roles=roles) if roles else scope
+        return cls(scope_id, kind, dict(labels or {}), roles)
 
     def matches(self, pattern: str) -> bool:
         """True when ``pattern`` (a glob such as ``shard/orders/*``) names this scope."""
@@ -117,8 +128,9 @@ def parse_scope(scope_id: str) -> LeadershipScope:
 
 
 def scope_from_descriptor(descriptor: Mapping[str, Any], where: str = "scope") -> LeadershipScope:
-    """A scope from OmniRelay's descriptor ``{scopeId, kind, namespace, shardId, labels}``."""
-    known = {"scopeId", "kind", "namespace", "shardId", "labels"}
+    """A scope from OmniRelay's descriptor ``{scopeId, kind, namespace, shardId, labels}``
+    (plus our ``roles``: the roles a candidate needs one of)."""
+    known = {"scopeId", "kind", "namespace", "shardId", "labels", "roles"}
     if not isinstance(descriptor, Mapping):
         raise InvalidScopeError(f"{where}: expected a table/object, got {descriptor!r}")
     unknown = set(descriptor) - known
@@ -131,21 +143,32 @@ def scope_from_descriptor(descriptor: Mapping[str, Any], where: str = "scope") -
         raise InvalidScopeError(f"{where}.labels: expected a table of string labels")
     kind = descriptor.get("kind")
     scope_id = descriptor.get("scopeId")
+    roles = descriptor.get("roles") or []
+    if not isinstance(roles, list | tuple) or not all(
+        isinstance(r, str) and r.strip() and "," not in r for r in roles
+    ):
+        raise InvalidScopeError(f"{where}.roles: expected a list of role names")
     try:
-        if scope_id is not None:
-            return LeadershipScope.custom(scope_id, kind or KIND_CUSTOM, labels)
-        folded_kind = (kind or "").casefold() if isinstance(kind, str) else ""
-        if folded_kind == KIND_SHARD or "namespace" in descriptor or "shardId" in descriptor:
-            namespace, shard_id = descriptor.get("namespace"), descriptor.get("shardId")
-            if isinstance(shard_id, int) and not isinstance(shard_id, bool):
-                shard_id = str(shard_id)
-            scope = LeadershipScope.shard(namespace, shard_id)  # type: ignore[arg-type]
-            return _merge_labels(scope, KIND_SHARD, labels)
-        if folded_kind == KIND_GLOBAL:
-            return _merge_labels(LeadershipScope.global_control(), KIND_GLOBAL, labels)
-        raise InvalidScopeError("needs scopeId, or kind shard with namespace and shardId")
+        return attrs.evolve(_descriptor_scope(descriptor, scope_id, kind, labels), roles=roles)
     except InvalidScopeError as exc:
         raise InvalidScopeError(f"{where}: {exc}") from None
+
+
+def _descriptor_scope(
+    descriptor: Mapping[str, Any], scope_id: Any, kind: Any, labels: Mapping[str, str]
+) -> LeadershipScope:
+    if scope_id is not None:
+        return LeadershipScope.custom(scope_id, kind or KIND_CUSTOM, labels)
+    folded_kind = (kind or "").casefold() if isinstance(kind, str) else ""
+    if folded_kind == KIND_SHARD or "namespace" in descriptor or "shardId" in descriptor:
+        namespace, shard_id = descriptor.get("namespace"), descriptor.get("shardId")
+        if isinstance(shard_id, int) and not isinstance(shard_id, bool):
+            shard_id = str(shard_id)
+        scope = LeadershipScope.shard(namespace, shard_id)  # type: ignore[arg-type]
+        return _merge_labels(scope, KIND_SHARD, labels)
+    if folded_kind == KIND_GLOBAL:
+        return _merge_labels(LeadershipScope.global_control(), KIND_GLOBAL, labels)
+    raise InvalidScopeError("needs scopeId, or kind shard with namespace and shardId")
 
 
 def scope_matches(pattern: str, scope_id: str) -> bool:

@@ -21,6 +21,9 @@ META_SCOPES = "leadership.scopes"
 """Comma-separated scope patterns the node may lead; its presence makes a node a candidate."""
 META_PRIORITY = "leadership.priority"
 META_HEALTHY = "leadership.healthy"
+META_ROLES = "leadership.roles"
+"""Comma-separated roles the node has for leadership, besides its gossip ``role``."""
+GOSSIP_ROLE = "role"
 MAX_PRIORITY = 2**31 - 1
 
 
@@ -30,18 +33,33 @@ class Candidate:
     priority: int = 0
     healthy: bool = True
     patterns: tuple[str, ...] = ("*",)
+    roles: frozenset[str] = frozenset()
 
     def eligible_for(self, scope: LeadershipScope) -> bool:
+        """May lead ``scope``: a pattern names it, and it has one of the roles it asks for."""
+        if scope.roles and not self.roles.intersection(scope.roles):
+            return False
         return any(scope_matches(p, scope.scope_id) for p in self.patterns)
 
 
-def candidate_metadata(priority: int, healthy: bool, patterns: Sequence[str]) -> dict[str, str]:
+def candidate_metadata(
+    priority: int, healthy: bool, patterns: Sequence[str], roles: Sequence[str] = ()
+) -> dict[str, str]:
     """The gossip metadata that advertises a candidate (read back by :func:`candidate_from`)."""
     return {
         META_SCOPES: ",".join(patterns),
         META_PRIORITY: str(priority),
         META_HEALTHY: "true" if healthy else "false",
+        META_ROLES: ",".join(roles),
     }
+
+
+def roles_from(metadata: Mapping[str, str]) -> frozenset[str]:
+    """A member's roles: ``leadership.roles`` plus its gossip ``role``."""
+    roles = {r.strip() for r in metadata.get(META_ROLES, "").split(",") if r.strip()}
+    if metadata.get(GOSSIP_ROLE):
+        roles.add(metadata[GOSSIP_ROLE])
+    return frozenset(roles)
 
 
 def candidate_from(node_id: str, metadata: Mapping[str, str]) -> Candidate | None:
@@ -60,7 +78,7 @@ def candidate_from(node_id: str, metadata: Mapping[str, str]) -> Candidate | Non
         log.debug("ignoring candidate with an out-of-range priority", extra={"node": node_id})
         return None
     healthy = metadata.get(META_HEALTHY, "true").strip().lower() != "false"
-    return Candidate(node_id, priority, healthy, patterns)
+    return Candidate(node_id, priority, healthy, patterns, roles_from(metadata))
 
 
 def rendezvous_weight(scope_key: str, node_id: str) -> int:

@@ -495,3 +495,29 @@ async def test_idle_followers_do_not_read_the_store(sim_clock: trio.testing.Mock
         period = cfg.validity(cfg.lease_duration) - cfg.renewal_lead_time
         assert delta.get("get", 0) == 0 and delta.get("acquire", 0) == 0
         assert delta["renew"] <= len(SCOPES) * (60 / period + 1)
+
+
+async def test_a_scope_that_asks_for_a_role_is_led_only_by_nodes_with_it(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    ops = LeadershipScope.custom("ops-control", roles=("ops",))
+    with_role = {"n4", "n5"}
+
+    def make(name: str) -> LeadershipConfig:
+        roles = ("ops",) if name in with_role else ()
+        return LeadershipConfig(node_id=name, scopes=(*SCOPES, ops), roles=roles, priority=0)
+
+    store = InMemoryLeaseStore()
+    async with trio.open_nursery() as nursery:
+        group = CoordinatorGroup(nursery, store, LocalMesh(), make)
+        for name in NAMES:
+            await group.start(name)
+        await wait_for(lambda: len(group.leaders("ops-control")) == 1, timeout=10)
+        ranked = rank_candidates(ops, [Candidate(n, roles=frozenset({"ops"})) for n in with_role])
+        assert group.leaders("ops-control") == [ranked[0].node_id]
+        for name in with_role:
+            group.crash(name, status="dead")
+        await trio.sleep(30)  # nobody else may take it, however long it stays vacant
+        assert group.leaders("ops-control") == []
+        assert all(group.leaders(s.scope_id) for s in SCOPES)  # the others are led as ever
+        nursery.cancel_scope.cancel()

@@ -148,6 +148,20 @@ def test_the_spread_moves_little_when_a_node_goes() -> None:
     assert moved and all(before[k] == "node-00" for k in moved)
 
 
+def test_scopes_that_ask_for_roles() -> None:
+    scope = scope_from_descriptor({"scopeId": "global-control", "roles": ["dispatcher"]})
+    worker = candidate_from("w", {**candidate_metadata(9, True, ["*"]), "role": "worker"})
+    dispatcher = candidate_from("d", {**candidate_metadata(0, True, ["*"]), "role": "dispatcher"})
+    extra = candidate_from("x", candidate_metadata(0, True, ["*"], roles=["ops", "dispatcher"]))
+    assert worker is not None and dispatcher is not None and extra is not None
+    assert extra.roles == {"ops", "dispatcher"}
+    ranked = [c.node_id for c in rank_candidates(scope, [worker, dispatcher, extra])]
+    assert sorted(ranked) == ["d", "x"]  # the higher-priority worker may not lead it
+    assert worker.eligible_for(parse_scope("global-control"))  # a scope without roles
+    with pytest.raises(InvalidScopeError, match=r"roles: expected a list"):
+        scope_from_descriptor({"scopeId": "a", "roles": "dispatcher"})
+
+
 def test_candidate_metadata_round_trip_and_bad_values() -> None:
     md = candidate_metadata(7, False, ["shard/*", "global-control"])
     c = candidate_from("n1", md)
@@ -195,7 +209,8 @@ def test_omnirelay_section_with_timespans_scopes_and_shards() -> None:
         "shard/orders/1",
         "shard/orders/2",
     ]
-    assert cfg.may_lead(parse_scope("shard/orders/9")) and not cfg.may_lead(cfg.scopes[0])
+    me = Candidate("node-a", cfg.priority, True, cfg.eligible_scopes)
+    assert me.eligible_for(parse_scope("shard/orders/9")) and not me.eligible_for(cfg.scopes[0])
 
 
 @pytest.mark.parametrize(
@@ -213,7 +228,8 @@ def test_omnirelay_section_with_timespans_scopes_and_shards() -> None:
         ({"priority": 2**40}, r"priority: .* is outside"),
         ({"quorum": "raft"}, r"quorum: 'raft' is not one of none, static"),
         ({"maxClockDrift": 0.5}, r"maxClockDrift: 0.5 is outside"),
-        ({"eligibleScopes": ["a,b"]}, r"eligibleScopes: 'a,b' is not a scope pattern"),
+        ({"eligibleScopes": ["a,b"]}, r"eligibleScopes: 'a,b' is not a valid entry"),
+        ({"roles": [""]}, r"roles: '' is not a valid entry"),
         ({"scopes": [{"scopeId": "shard/x"}]}, r"scopes\[0\]: .*shard/<namespace>/<shardId>"),
         ({"shards": [{"namespace": "o", "shards": [""]}]}, r"shards\[0\].shards\[0\]"),
         ({"scopes": [{"scopeId": "a"}, {"scopeId": "A"}]}, r"duplicate scope"),
