@@ -51,6 +51,7 @@ _RANGES = {
     "evaluation_interval": ("evaluationInterval", 0.1, 10.0),
     "max_election_window": ("maxElectionWindow", 1.0, 30.0),
     "election_backoff": ("electionBackoff", 0.1, 5.0),
+    "stable_after": ("stableAfter", 0.0, 600.0),
 }
 QUORUM_MODES = ("none", "static")
 MAX_CLOCK_DRIFT = 0.2
@@ -119,6 +120,10 @@ class LeadershipConfig:
     """``none``: the store alone arbitrates; ``static``: a configured voter set (quorum store)."""
     max_clock_drift: float = attrs.field(default=0.05, validator=_drift)
     """Bound on any clock's rate error against real time (epsilon of the validity rule)."""
+    preempt: bool = False
+    """Hand a led scope to a better-ranked candidate once it has been alive and healthy for
+    ``stable_after`` (a preferred leader); by default an incumbent keeps its scopes."""
+    stable_after: float = attrs.field(default=10.0, validator=_in_range)
     history_size: int = 1024
     """Events the event hub keeps for subscribers that resume."""
     audit_file: str | None = None
@@ -161,8 +166,8 @@ class LeadershipConfig:
             where = f"{prefix}.{key}"
             if key in attr_of:
                 fields[attr_of[key]] = parse_duration(value, where)
-            elif key == "enabled":
-                fields["enabled"] = _bool(value, where)
+            elif key in ("enabled", "preempt"):
+                fields[key] = _bool(value, where)
             elif key == "nodeId":
                 if value is not None and (not isinstance(value, str) or not value.strip()):
                     raise LeadershipConfigError(f"{where}: expected a non-empty string or null")

@@ -146,6 +146,7 @@ class LeadershipCoordinator:
         self._stopping = False
         self._candidates: list[Candidate] | None = None
         self._view_version = 0
+        self._stable_since: dict[str, float] = {}
         self.led = 0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -179,6 +180,9 @@ class LeadershipCoordinator:
 
     async def _start(self) -> None:
         await self._publish_candidacy()
+        for member in self.view.members():
+            if member.node_id != self.node_id:
+                self._note_stability(member.node_id)
         self._nursery.start_soon(self._follow_view)
         if isinstance(self.store, WatchableLeaseStore):
             self._nursery.start_soon(self._follow_store, self.store)
@@ -310,7 +314,18 @@ class LeadershipCoordinator:
             elif now >= state.renew_at:
                 return await self._renew(state)
             else:
-                return state.renew_at
+                preferred, at = self._preferred(state)
+                if preferred is None:
+                    return state.renew_at
+                if now < at:
+                    return min(state.renew_at, at)
+                await self._give_up(
+                    state,
+                    f"handed to preferred candidate {preferred}",
+                    successor=preferred,
+                    reserve=self.config.max_election_window,
+                )
+                return now
         if self._stopping:
             return math.inf
         if state.stale_term:
@@ -695,11 +710,35 @@ class LeadershipCoordinator:
     async def _follow_view(self) -> None:
         async for node_id in self.view.changes():
             self._view_changed()
+            self._note_stability(node_id)
             for state in self._scopes.values():
                 if state.known is not None and state.known.leader_id == node_id:
                     self._check_split_brain(state)
-                if state.vacant_since is not None:
+                if state.vacant_since is not None or (self.config.preempt and state.leading):
                     state.poke()
+
+    def _note_stability(self, node_id: str) -> None:
+        """Track since when each candidate has been alive and healthy without a break."""
+        member = self.view.member(node_id)
+        candidate = candidate_from(node_id, member.metadata) if member is not None else None
+        if member is None or member.status != ALIVE or candidate is None or not candidate.healthy:
+            self._stable_since.pop(node_id, None)
+        else:
+            self._stable_since.setdefault(node_id, self._now())
+
+    def _preferred(self, state: _ScopeState) -> tuple[str | None, float]:
+        """With ``preempt``: the better-ranked candidate this node should hand ``state`` to,
+        and from when (it must have been alive and healthy for ``stable_after``)."""
+        if not self.config.preempt or not self._healthy or self._stopping:
+            return None, math.inf
+        ranked = [c for c in rank_candidates(state.scope, self._candidate_list()) if c.healthy]
+        if not ranked or ranked[0].node_id == self.node_id:
+            return None, math.inf
+        best = ranked[0].node_id
+        since = self._stable_since.get(best)
+        if since is None:
+            return None, math.inf
+        return best, since + self.config.stable_after
 
     async def _follow_store(self, store: WatchableLeaseStore) -> None:
         async for change in store.watch():

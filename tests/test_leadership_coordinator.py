@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -521,3 +523,81 @@ async def test_a_scope_that_asks_for_a_role_is_led_only_by_nodes_with_it(
         assert group.leaders("ops-control") == []
         assert all(group.leaders(s.scope_id) for s in SCOPES)  # the others are led as ever
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("preempt", [False, True])
+async def test_a_preferred_candidate_takes_over_only_with_preempt_and_once_stable(
+    sim_clock: trio.testing.MockClock, preempt: bool
+) -> None:
+    stable_after = 3.0
+
+    def make(name: str) -> LeadershipConfig:
+        return LeadershipConfig(
+            node_id=name,
+            scopes=(GLOBAL,),
+            priority=10 if name == "boss" else 0,
+            preempt=preempt,
+            stable_after=stable_after,
+        )
+
+    store = InMemoryLeaseStore()
+    async with trio.open_nursery() as nursery:
+        group = CoordinatorGroup(nursery, store, LocalMesh(), make)
+        for name in ("n1", "n2"):
+            await group.start(name)
+        await wait_for(lambda: len(group.leaders("global-control")) == 1, timeout=10)
+        incumbent = group.leaders("global-control")[0]
+        boss = await group.start("boss")
+        joined = trio.current_time()
+        # A flap inside the stability window restarts it.
+        await trio.sleep(1.0)
+        await boss.update_health(False)
+        await boss.update_health(True)
+        healthy_again = trio.current_time()
+        if not preempt:
+            await trio.sleep(30)
+            assert group.leaders("global-control") == [incumbent]  # sticky
+        else:
+            await wait_for(lambda: group.leaders("global-control") == ["boss"], timeout=15)
+            took = trio.current_time()
+            assert took - healthy_again >= stable_after and took - joined > stable_after + 1
+            token = boss.election("global-control").token
+            assert token is not None and token.fence_token == 2
+            stepped = [
+                e
+                for e in group.coordinators[incumbent].hub.history()
+                if e.kind is EventKind.STEPPED_DOWN and e.leader_id == incumbent
+            ]
+            assert stepped and stepped[0].reason == "handed to preferred candidate boss"
+            await trio.sleep(30)
+            assert group.leaders("global-control") == ["boss"]  # and no churn after
+        nursery.cancel_scope.cancel()
+
+
+async def test_every_change_reaches_the_audit_file(
+    sim_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    def make(name: str) -> LeadershipConfig:
+        return LeadershipConfig(
+            node_id=name, scopes=(GLOBAL,), audit_file=str(tmp_path / f"{name}.jsonl")
+        )
+
+    async with trio.open_nursery() as nursery:
+        group = CoordinatorGroup(nursery, InMemoryLeaseStore(), LocalMesh(), make)
+        for name in ("n1", "n2"):
+            await group.start(name)
+        await wait_for(lambda: len(group.leaders("global-control")) == 1, timeout=10)
+        leader = group.leaders("global-control")[0]
+        other = "n2" if leader == "n1" else "n1"
+        await trio.sleep(10)  # renewals are not changes: they are not audited
+        await group.stop(leader)
+        await wait_for(lambda: group.leaders("global-control") == [other], timeout=5)
+        nursery.cancel_scope.cancel()
+    mine = [json.loads(line) for line in (tmp_path / f"{leader}.jsonl").read_text().splitlines()]
+    theirs = [json.loads(line) for line in (tmp_path / f"{other}.jsonl").read_text().splitlines()]
+    assert [(e["eventKind"], e["reason"]) for e in mine] == [
+        ("elected", "acquired"),
+        ("steppedDown", "shutdown"),
+    ]
+    assert mine[0]["correlationId"] == mine[1]["correlationId"]  # one id for the whole term
+    assert [e["eventKind"] for e in theirs] == ["observed", "steppedDown", "elected", "steppedDown"]

@@ -199,8 +199,15 @@ def test_omnirelay_section_with_timespans_scopes_and_shards() -> None:
             "eligibleScopes": ["shard/orders/*"],
             "quorum": "none",
             "maxClockDrift": 0.02,
+            "preempt": True,
+            "stableAfter": "00:00:30",
+            "roles": ["dispatcher"],
+            "historySize": 64,
+            "auditFile": "audit.jsonl",
         }
     )
+    assert (cfg.preempt, cfg.stable_after, cfg.roles) == (True, 30.0, ("dispatcher",))
+    assert (cfg.history_size, cfg.audit_file) == (64, "audit.jsonl")
     assert (cfg.lease_duration, cfg.renewal_lead_time, cfg.evaluation_interval) == (10, 2, 0.5)
     assert (cfg.election_backoff, cfg.node_id, cfg.priority) == (0.25, "node-a", 10)
     assert [s.scope_id for s in cfg.scopes] == [
@@ -234,6 +241,8 @@ def test_omnirelay_section_with_timespans_scopes_and_shards() -> None:
         ({"shards": [{"namespace": "o", "shards": [""]}]}, r"shards\[0\].shards\[0\]"),
         ({"scopes": [{"scopeId": "a"}, {"scopeId": "A"}]}, r"duplicate scope"),
         ({"enabled": "maybe"}, r"enabled: expected true or false"),
+        ({"stableAfter": "11m"}, r"stableAfter: 660s is outside 0s..600s"),
+        ({"historySize": 3}, r"historySize: 3 is below 16"),
         ({"colour": 1}, r"mesh.leadership.colour: unknown key"),
     ],
 )
