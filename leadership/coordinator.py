@@ -18,7 +18,7 @@ import logging
 import math
 import random
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -332,7 +332,7 @@ class LeadershipCoordinator:
             if self._may_campaign(state):
                 return await self._campaign(state)
             term, state.stale_term = state.stale_term, 0
-            await self.store.release(state.scope, self.holder, term)
+            await self._store("release", self.store.release(state.scope, self.holder, term))
             return now
         if state.known is not None and now < state.next_read:
             return state.next_read
@@ -344,7 +344,7 @@ class LeadershipCoordinator:
         rank = self._rank(state)
         if rank is not None and (rank == 0 or now >= self._campaign_at(state, rank)):
             return await self._campaign(state)
-        result = await self.store.get(state.scope)
+        result = await self._store("get", self.store.get(state.scope))
         return self._after_read(state, result, rank)
 
     def _campaign_at(self, state: _ScopeState, rank: int) -> float:
@@ -366,7 +366,6 @@ class LeadershipCoordinator:
         if result.outcome is LeaseOutcome.LEASE_HELD and result.lease is not None:
             return self._observe(state, result.lease)
         if result.outcome is LeaseOutcome.STORE_UNAVAILABLE:
-            self.metrics.store_errors.labels("get").inc()
             state.failures += 1
             return now + self._backoff(state.failures)
         state.failures = 0
@@ -404,7 +403,9 @@ class LeadershipCoordinator:
             state.vacant_since = self._now()
         generation = state.generation
         start = self._now()
-        result = await self.store.acquire(state.scope, self.holder, self.config.lease_duration)
+        result = await self._store(
+            "acquire", self.store.acquire(state.scope, self.holder, self.config.lease_duration)
+        )
         now = self._now()
         if generation != state.generation or self._stopping or not self._may_campaign(state):
             if result.outcome is LeaseOutcome.GRANTED and result.lease is not None:
@@ -416,7 +417,6 @@ class LeadershipCoordinator:
             return state.renew_at
         state.stale_term = 0
         if result.outcome is LeaseOutcome.STORE_UNAVAILABLE:
-            self.metrics.store_errors.labels("acquire").inc()
             state.failures += 1
             return now + self._backoff(state.failures)
         return self._after_read(state, result, None)
@@ -428,8 +428,9 @@ class LeadershipCoordinator:
         start = self._now()
         result: LeaseResult | None = None
         with trio.move_on_at(self._clock.trio_time(state.deadline)):
-            result = await self.store.renew(
-                state.scope, self.holder, token.term, self.config.lease_duration
+            result = await self._store(
+                "renew",
+                self.store.renew(state.scope, self.holder, token.term, self.config.lease_duration),
             )
         now = self._now()
         if generation != state.generation:
@@ -442,7 +443,6 @@ class LeadershipCoordinator:
             self._extend(state, result.lease, start)
             return state.renew_at
         if result.outcome is LeaseOutcome.STORE_UNAVAILABLE:
-            self.metrics.store_errors.labels("renew").inc()
             state.failures += 1
             return min(now + self._backoff(state.failures), state.deadline)
         if result.outcome is LeaseOutcome.LEASE_EXPIRED:
@@ -451,9 +451,26 @@ class LeadershipCoordinator:
             self._end(state, EventKind.LOST, "lease revoked")
         return now
 
+    async def _store(self, operation: str, call: Awaitable[LeaseResult]) -> LeaseResult:
+        """A store call whose exceptions (a store that breaks its protocol) become
+        ``STORE_UNAVAILABLE`` results, logged and counted, instead of ending the coordinator."""
+        try:
+            result = await call
+        except Exception as exc:
+            log.warning(
+                "lease store call failed",
+                extra={"node": self.node_id, "operation": operation, "error": repr(exc)},
+            )
+            result = LeaseResult(LeaseOutcome.STORE_UNAVAILABLE, detail=repr(exc))
+        if result.outcome is LeaseOutcome.STORE_UNAVAILABLE:
+            self.metrics.store_errors.labels(operation).inc()
+        return result
+
     async def _release_stale(self, state: _ScopeState, lease: Lease) -> None:
         """A grant that arrived for an abandoned round: give it straight back."""
-        result = await self.store.release(state.scope, self.holder, lease.term)
+        result = await self._store(
+            "release", self.store.release(state.scope, self.holder, lease.term)
+        )
         log.debug(
             "released a grant for an abandoned round",
             extra={"node": self.node_id, "scope": state.scope.scope_id, "ok": result.ok},
@@ -547,11 +564,13 @@ class LeadershipCoordinator:
         token = self._end(state, EventKind.STEPPED_DOWN, reason)
         if token is None:
             return
-        result = await self.store.release(
-            state.scope, self.holder, token.term, successor=successor, reserve=reserve
+        result = await self._store(
+            "release",
+            self.store.release(
+                state.scope, self.holder, token.term, successor=successor, reserve=reserve
+            ),
         )
         if result.outcome is LeaseOutcome.STORE_UNAVAILABLE:
-            self.metrics.store_errors.labels("release").inc()
             log.warning(
                 "could not release a lease; it will expire at the store",
                 extra={"node": self.node_id, "scope": state.scope.scope_id},
@@ -708,6 +727,34 @@ class LeadershipCoordinator:
     # -- background followers --------------------------------------------------------------
 
     async def _follow_view(self) -> None:
+        await self._keep_following("membership view", self._follow_view_once)
+
+    async def _follow_store(self, store: WatchableLeaseStore) -> None:
+        async def once() -> None:
+            async for change in store.watch():
+                self._on_store_change(change)
+
+        await self._keep_following("lease store change feed", once)
+
+    async def _keep_following(self, what: str, follow: Callable[[], Awaitable[None]]) -> None:
+        """Run ``follow`` for good: if it fails (a view or store that breaks its protocol),
+        log it, re-read every scope, and start again after a backoff."""
+        failures = 0
+        while True:
+            try:
+                await follow()
+                return
+            except Exception as exc:
+                failures += 1
+                log.warning(
+                    f"{what} failed; following it again",
+                    extra={"node": self.node_id, "error": repr(exc)},
+                )
+            self._on_store_change(LeaseChange(LeaseChangeKind.RESYNC))
+            self._view_changed()
+            await trio.sleep(self._backoff(failures))
+
+    async def _follow_view_once(self) -> None:
         async for node_id in self.view.changes():
             self._view_changed()
             self._note_stability(node_id)
@@ -739,10 +786,6 @@ class LeadershipCoordinator:
         if since is None:
             return None, math.inf
         return best, since + self.config.stable_after
-
-    async def _follow_store(self, store: WatchableLeaseStore) -> None:
-        async for change in store.watch():
-            self._on_store_change(change)
 
     def _on_store_change(self, change: LeaseChange) -> None:
         if change.kind is LeaseChangeKind.RESYNC:

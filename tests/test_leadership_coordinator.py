@@ -601,3 +601,40 @@ async def test_every_change_reaches_the_audit_file(
     ]
     assert mine[0]["correlationId"] == mine[1]["correlationId"]  # one id for the whole term
     assert [e["eventKind"] for e in theirs] == ["observed", "steppedDown", "elected", "steppedDown"]
+
+
+class FlakyStore:
+    """A store that breaks its protocol: some calls raise, its change feed dies."""
+
+    def __init__(self, store: InMemoryLeaseStore) -> None:
+        self._store = store
+        self.raised = 0
+        self.renew, self.release, self.get = store.renew, store.release, store.get
+
+    async def acquire(self, *args: Any) -> Any:
+        if self.raised < 6:
+            self.raised += 1
+            raise RuntimeError("connection reset by a broken store client")
+        return await self._store.acquire(*args)
+
+    async def watch(self) -> AsyncIterator[Any]:
+        async for change in self._store.watch():
+            yield change
+            raise OSError("feed torn down")
+
+
+async def test_a_store_that_raises_does_not_end_the_coordinator(
+    sim_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    flaky = FlakyStore(InMemoryLeaseStore())
+    async with harness(store=flaky) as h:  # type: ignore[arg-type]
+        leader = await h.wait_leader(timeout=30)
+        assert flaky.raised == 6
+        errors = h.c[leader].metrics.registry.get_sample_value(
+            "swimmesh_leadership_store_unavailable_total", {"operation": "acquire"}
+        )
+        assert errors is not None and errors >= 1
+        await h.group.stop(leader)  # the feeds died; followers still learn by re-reading
+        h.recorder.crashed(leader)
+        assert await h.wait_leader(timeout=15) != leader
+    assert any("change feed failed" in r.getMessage() for r in caplog.records)
