@@ -14,6 +14,7 @@ from .fencing import FencedResource, FenceGuard, StaleFenceError
 from .hub import LeadershipEventHub, Subscription
 from .jsonshape import event_json, token_json
 from .memory import InMemoryLeaseStore
+from .messenger import MessengerError, PeerMessenger
 from .metrics import LeadershipMetrics
 from .scopes import (
     GLOBAL_CONTROL,
@@ -71,7 +72,9 @@ __all__ = [
     "LeaseResult",
     "LeaseStore",
     "MembershipView",
+    "MessengerError",
     "NotLeaderError",
+    "PeerMessenger",
     "StaleFenceError",
     "Subscription",
     "TransferError",

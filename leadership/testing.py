@@ -14,8 +14,9 @@ from .clock import Clock
 from .config import LeadershipConfig
 from .coordinator import LeadershipCoordinator
 from .memory import InMemoryLeaseStore
+from .messenger import MessengerError, RequestHandler
 from .store import LeaseStore
-from .view import ALIVE, ViewMember
+from .view import ALIVE, SUSPECT, ViewMember
 
 
 class LocalMesh:
@@ -24,6 +25,9 @@ class LocalMesh:
     def __init__(self) -> None:
         self._members: dict[str, ViewMember] = {}
         self._feeds: list[trio.MemorySendChannel[str]] = []
+        self._handlers: dict[tuple[str, str], RequestHandler] = {}
+        self.unreachable: set[str] = set()
+        """Nodes whose messages are lost both ways (a partition of the messenger)."""
 
     def add(self, node_id: str, metadata: Mapping[str, str] | None = None) -> None:
         self._members[node_id] = ViewMember(node_id, ALIVE, dict(metadata or {}))
@@ -37,6 +41,10 @@ class LocalMesh:
     def status(self, node_id: str) -> str | None:
         member = self._members.get(node_id)
         return member.status if member is not None else None
+
+    def messenger(self, node_id: str) -> LocalMessenger:
+        """Node ``node_id``'s :class:`~leadership.messenger.PeerMessenger` in this process."""
+        return LocalMessenger(self, node_id)
 
     def view(self, node_id: str) -> LocalView:
         if node_id not in self._members:
@@ -86,6 +94,35 @@ class LocalView:
         finally:
             if send in self._mesh._feeds:
                 self._mesh._feeds.remove(send)
+
+
+class LocalMessenger:
+    """Requests between nodes of one :class:`LocalMesh` (a dead or unreachable node does not
+    answer; a handler's exception is the requester's ``MessengerError``)."""
+
+    def __init__(self, mesh: LocalMesh, node_id: str) -> None:
+        self._mesh = mesh
+        self._node_id = node_id
+
+    @property
+    def local_id(self) -> str:
+        return self._node_id
+
+    def serve(self, kind: str, handler: RequestHandler) -> None:
+        self._mesh._handlers[(self._node_id, kind)] = handler
+
+    async def request(self, node_id: str, kind: str, payload: bytes, *, timeout: float) -> bytes:
+        mesh = self._mesh
+        with trio.move_on_after(timeout):
+            handler = mesh._handlers.get((node_id, kind))
+            lost = {self._node_id, node_id} & mesh.unreachable
+            if handler is None or lost or mesh.status(node_id) not in (ALIVE, SUSPECT):
+                await trio.sleep_forever()  # nobody answers: the caller times out
+            try:
+                return await handler(self._node_id, payload)
+            except Exception as exc:
+                raise MessengerError(f"{node_id} failed {kind!r}: {exc!r}") from exc
+        raise MessengerError(f"no reply from {node_id} to {kind!r} within {timeout}s")
 
 
 class CoordinatorGroup:

@@ -2,17 +2,21 @@
 
 :class:`MeshMembershipView` gives a coordinator a running :class:`MeshNode`'s view: members with
 their statuses and gossip metadata, change notifications from membership events, and publishing
-the node's candidacy (``leadership.*`` keys) into its own gossip metadata.
+the node's candidacy (``leadership.*`` keys) into its own gossip metadata. :class:`MeshMessenger`
+carries leadership requests between nodes over the stream channel.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping
 
+from leadership.messenger import MessengerError, RequestHandler
 from leadership.view import ViewMember
 
-from .member import Member
-from .runtime import MeshNode
+from .member import Address, Member
+from .runtime import MeshNode, RequestError
+
+KIND_PREFIX = "leadership."
 
 
 def view_member(member: Member) -> ViewMember:
@@ -46,3 +50,34 @@ class MeshMembershipView:
         async with self._node.events() as events:
             async for event in events:
                 yield event.member.name
+
+
+class MeshMessenger:
+    """:class:`leadership.messenger.PeerMessenger` over a :class:`MeshNode`'s stream channel
+    (encrypted and authenticated like the rest of the mesh's traffic). Requests carry no name:
+    the sender is known by its address, looked up in the member table."""
+
+    def __init__(self, node: MeshNode) -> None:
+        self._node = node
+
+    @property
+    def local_id(self) -> str:
+        return self._node.name
+
+    def _sender(self, address: Address) -> str:
+        for member in self._node.members():
+            if member.address == address:
+                return member.name
+        return ""
+
+    def serve(self, kind: str, handler: RequestHandler) -> None:
+        async def answer(source: Address, payload: bytes) -> bytes:
+            return await handler(self._sender(source), payload)
+
+        self._node.register_request_handler(KIND_PREFIX + kind, answer)
+
+    async def request(self, node_id: str, kind: str, payload: bytes, *, timeout: float) -> bytes:
+        try:
+            return await self._node.request(node_id, KIND_PREFIX + kind, payload, timeout=timeout)
+        except RequestError as exc:
+            raise MessengerError(str(exc)) from exc

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
@@ -15,9 +16,11 @@ from leadership import (
     LeadershipConfig,
     LeadershipCoordinator,
     LeadershipScope,
+    MessengerError,
 )
+from leadership.testing import LocalMesh
 from swimmesh import MemberStatus
-from swimmesh.leadership_view import MeshMembershipView
+from swimmesh.leadership_view import MeshMembershipView, MeshMessenger
 from swimmesh.runtime import MeshNode
 from swimmesh.testing import Cluster, MemoryNetwork, wait_for
 
@@ -157,3 +160,53 @@ def test_simulate_leadership_reports_failover(capsys: object) -> None:
     assert out["failover_crash-dead_s"]["max"] <= cfg.lease_duration + cfg.evaluation_interval
     # ... a graceful stop hands over at once.
     assert out["failover_graceful_s"]["max"] < cfg.evaluation_interval
+
+
+async def test_the_mesh_messenger_carries_requests_by_node_name(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    async with Cluster.open("lan", seed=7) as cluster:
+        await cluster.start_many(["a", "b"])
+        await wait_for(lambda: cluster.views_agree(MemberStatus.ALIVE), timeout=10)
+        a, b = (MeshMessenger(cluster.nodes[n]) for n in ("a", "b"))
+        seen: list[str] = []
+
+        async def vote(sender: str, payload: bytes) -> bytes:
+            seen.append(sender)
+            if payload == b"bad":
+                raise ValueError("malformed ballot")
+            return b"granted:" + payload
+
+        b.serve("vote", vote)
+        assert await a.request("b", "vote", b"term-7", timeout=2.0) == b"granted:term-7"
+        assert seen == ["a"] and a.local_id == "a"
+        with pytest.raises(MessengerError, match="malformed ballot"):
+            await a.request("b", "vote", b"bad", timeout=2.0)
+        with pytest.raises(MessengerError, match="no handler"):
+            await a.request("b", "other", b"", timeout=2.0)
+        with pytest.raises(MessengerError, match="unknown member"):
+            await a.request("nobody", "vote", b"", timeout=2.0)
+
+
+async def test_the_local_messenger_times_out_on_lost_peers(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    mesh = LocalMesh()
+    a, b = mesh.messenger("a"), mesh.messenger("b")
+    mesh.add("a")
+    mesh.add("b")
+
+    async def echo(sender: str, payload: bytes) -> bytes:
+        return sender.encode() + b":" + payload
+
+    b.serve("echo", echo)
+    assert await a.request("b", "echo", b"x", timeout=1.0) == b"a:x"
+    mesh.unreachable.add("b")
+    start = trio.current_time()
+    with pytest.raises(MessengerError, match="no reply from b"):
+        await a.request("b", "echo", b"x", timeout=1.0)
+    assert trio.current_time() - start == pytest.approx(1.0)
+    mesh.unreachable.clear()
+    mesh.set_status("b", "dead")
+    with pytest.raises(MessengerError):
+        await a.request("b", "echo", b"x", timeout=0.5)
