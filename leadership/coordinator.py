@@ -190,13 +190,15 @@ class LeadershipCoordinator:
             self._add_scope(scope)
 
     async def stop(self) -> None:
-        """Graceful stop: retract candidacy, step down from and release every scope led."""
+        """Graceful stop: retract candidacy, step down from and release every scope led, then
+        end the coordinator (its ``async with`` block is cancelled, as a nursery's would be)."""
         if not self._stopping:
             await self._step_down_all("shutdown")
         self._nursery.cancel_scope.cancel()
 
     def crash(self) -> None:
-        """Stop at once without releasing anything (what a killed process looks like)."""
+        """Stop at once without releasing anything (what a killed process looks like); its
+        ``async with`` block is cancelled."""
         self._stopping = True
         self._nursery.cancel_scope.cancel()
 

@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,36 @@ def _render(rows: list[list[str]]) -> str:
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
     )
+
+
+def _utc(text: str, fmt: str) -> str:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        return str(text)
+    return moment.astimezone(UTC).strftime(fmt)
+
+
+def leaders_table(doc: dict[str, Any]) -> str:
+    """OmniRelay's ``mesh leaders status`` snapshot: fixed columns, rows sorted by scope."""
+    lines = [f"Generated at: {doc.get('generatedAt', '')}", ""]
+    tokens = sorted(doc.get("tokens") or [], key=lambda t: str(t.get("scope", "")))
+    if not tokens:
+        return "\n".join([*lines, "No active leaders."])
+    widths = (32, 20, 6, 6, 24, 12)
+    header = ("Scope", "Leader", "Term", "Fence", "Expires (UTC)", "Kind")
+    lines.append("".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+    for t in tokens:
+        cells = (
+            str(t.get("scope", "")),
+            str(t.get("leaderId", "")),
+            str(t.get("term", "")),
+            str(t.get("fenceToken", "")),
+            _utc(str(t.get("expiresAt", "")), "%Y-%m-%d %H:%M:%SZ"),
+            str(t.get("scopeKind", "")),
+        )
+        lines.append("".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+    return "\n".join(lines)
 
 
 def peers_table(doc: dict[str, Any]) -> str:
@@ -395,15 +426,42 @@ def _demo_agents(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+DEMO_LEADERSHIP = {
+    "leaseDuration": "2s",
+    "renewalLeadTime": "1s",
+    "evaluationInterval": "200ms",
+    "electionBackoff": "200ms",
+    "maxElectionWindow": "2s",
+    "scopes": [{"scopeId": "global-control"}],
+    "shards": [{"namespace": "demo", "shards": ["0", "1", "2", "3"]}],
+}
+"""Short leases, so the demo's failover takes seconds, not a default lease of 8 s."""
+
+
 async def _demo_in_process(nodes: int, preset: str, seed: int) -> int:
+    from leadership import (
+        EventKind,
+        InMemoryLeaseStore,
+        LeadershipConfig,
+        LeadershipCoordinator,
+        token_json,
+    )
+
+    from .leadership_view import MeshMembershipView
     from .runtime import MeshNode
     from .testing import MemoryNetwork, wait_for
 
+    logging.getLogger("leadership").setLevel(logging.ERROR)  # split brain is counted below
     net = MemoryNetwork(seed=seed)
     net.set_latency(0.001, 0.0005)
+    store = InMemoryLeaseStore()
+    leadership = LeadershipConfig.from_mapping(DEMO_LEADERSHIP)
+    scope_ids = [s.scope_id for s in leadership.scopes]
     names = [f"node-{i}" for i in range(nodes)]
     running: dict[str, MeshNode] = {}
+    coordinators: dict[str, LeadershipCoordinator] = {}
     scopes: dict[str, trio.CancelScope] = {}
+    formed = trio.Event()
 
     async def run(name: str, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         cfg = MeshConfig.from_preset(preset, name=name, bind=(name, 7946), seed=seed + len(running))
@@ -412,7 +470,13 @@ async def _demo_in_process(nodes: int, preset: str, seed: int) -> int:
             async with MeshNode.open(cfg, net.endpoint(cfg.bind)) as node:
                 running[name] = node
                 task_status.started()
-                await trio.sleep_forever()
+                await formed.wait()
+                async with LeadershipCoordinator.open(
+                    leadership, store.client(name), MeshMembershipView(node)
+                ) as coordinator:
+                    coordinators[name] = coordinator
+                    await trio.sleep_forever()
+                await trio.sleep_forever()  # the node stays in the mesh after its coordinator
 
     def everyone_sees(status: MemberStatus, about: str) -> bool:
         return all(n.status_of(about) is status for k, n in running.items() if k != about)
@@ -426,6 +490,16 @@ async def _demo_in_process(nodes: int, preset: str, seed: int) -> int:
             )
         return _render(rows)
 
+    def leader(scope: str) -> str | None:
+        found = [n for n, c in coordinators.items() if c.is_leader(scope)]
+        return found[0] if found else None
+
+    def leaders() -> str:
+        observer = coordinators[min(coordinators)]
+        generated = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        doc = {"generatedAt": generated, "tokens": [token_json(t) for t in observer.tokens()]}
+        return leaders_table(doc)
+
     async with trio.open_nursery() as nursery:
         for name in names:
             await nursery.start(run, name)
@@ -438,24 +512,84 @@ async def _demo_in_process(nodes: int, preset: str, seed: int) -> int:
         )
         print(f"{nodes} in-process nodes formed a mesh in {took * 1000:.0f} ms ({preset} preset)\n")
         print(table(running[names[0]].members()))
+        formed.set()
+        took = await wait_for(
+            lambda: len(coordinators) == nodes and all(leader(s) for s in scope_ids),
+            timeout=30,
+            what="elections",
+        )
+        print(
+            f"\nevery scope elected a leader {took * 1000:.0f} ms after the coordinators started\n"
+        )
+        print(leaders())
         if nodes >= 3:
-            victim, leaver = names[-1], names[-2]
+            victim = leader("global-control")
+            assert victim is not None
+            old = coordinators[victim].election("global-control").token
+            assert old is not None
+            coordinators.pop(victim).crash()  # a crash: nothing is released
             scopes[victim].cancel()
             del running[victim]
+            start = trio.current_time()
             took = await wait_for(
                 lambda: everyone_sees(MemberStatus.DEAD, victim),
                 timeout=60,
                 what="failure detection",
             )
-            print(f"\ncrashed {victim}: every node saw it Dead after {took:.2f} s")
+            await wait_for(
+                lambda: leader("global-control") is not None,
+                timeout=30,
+                poll=0.002,
+                what="failover",
+            )
+            failover = trio.current_time() - start
+            successor = leader("global-control")
+            assert successor is not None
+            new = coordinators[successor].election("global-control").token
+            assert new is not None
+            splits = sum(
+                1
+                for c in coordinators.values()
+                for e in c.hub.history()
+                if e.kind is EventKind.SPLIT_BRAIN and e.leader_id == victim
+            )
+            print(
+                f"\ncrashed {victim}, leader of global-control (fence {old.fence_token}): every "
+                f"node saw it Dead after {took:.2f} s; {successor} was elected with fence "
+                f"{new.fence_token} after {failover:.2f} s, once its lease ran out "
+                f"({splits} split-brain reports while its token was still valid)"
+            )
+            leaders_now = {leader(s) for s in scope_ids}
+            leaver = next(
+                (n for n in reversed(names) if n in coordinators and n in leaders_now),
+                next(n for n in reversed(names) if n in coordinators),
+            )
+            led = [s for s in scope_ids if leader(s) == leaver]
+            start = trio.current_time()
+            await coordinators.pop(leaver).stop()  # step down and release, then leave
+            await wait_for(
+                lambda: all(leader(s) not in (None, leaver) for s in led),
+                timeout=10,
+                poll=0.002,
+                what="handover",
+            )
+            handed = trio.current_time() - start
+            start = trio.current_time()
             await running[leaver].leave()
             scopes[leaver].cancel()
             del running[leaver]
-            took = await wait_for(
+            await wait_for(
                 lambda: everyone_sees(MemberStatus.LEFT, leaver), timeout=10, what="leave"
             )
-            print(f"{leaver} left: every node saw it Left after {took * 1000:.0f} ms\n")
-            print(table(running[names[0]].members()))
+            took = trio.current_time() - start
+            print(
+                f"{leaver} stepped down: its {len(led)} scope(s) had new leaders after "
+                f"{handed * 1000:.0f} ms; it left, and every node saw it Left after "
+                f"{took * 1000:.0f} ms\n"
+            )
+            print(table(running[min(running)].members()))
+            print()
+            print(leaders())
         nursery.cancel_scope.cancel()
     return EXIT_OK
 

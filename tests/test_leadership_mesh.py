@@ -210,3 +210,63 @@ async def test_the_local_messenger_times_out_on_lost_peers(
     mesh.set_status("b", "dead")
     with pytest.raises(MessengerError):
         await a.request("b", "echo", b"x", timeout=0.5)
+
+
+def test_the_leaders_table_keeps_omnirelays_layout() -> None:
+    from swimmesh.cli import leaders_table
+
+    doc = {
+        "generatedAt": "2026-12-02T05:10:01.433Z",
+        "tokens": [
+            {
+                "scope": "shard/demo/1",
+                "leaderId": "node-2",
+                "term": 3,
+                "fenceToken": 3,
+                "expiresAt": "2026-12-02T05:10:03.900Z",
+                "scopeKind": "shard",
+            },
+            {
+                "scope": "global-control",
+                "leaderId": "node-4",
+                "term": 1,
+                "fenceToken": 1,
+                "expiresAt": "2026-12-02T05:10:03.120Z",
+                "scopeKind": "global",
+            },
+        ],
+    }
+    lines = leaders_table(doc).splitlines()
+    assert lines[:2] == ["Generated at: 2026-12-02T05:10:01.433Z", ""]
+    assert lines[2].startswith("Scope" + " " * 27 + "Leader" + " " * 14 + "Term  Fence Expires")
+    assert lines[3] == (
+        "global-control".ljust(32)
+        + "node-4".ljust(20)
+        + "1".ljust(6)
+        + "1".ljust(6)
+        + "2026-12-02 05:10:03Z".ljust(24)
+        + "global"
+    )
+    assert lines[4].startswith("shard/demo/1")  # sorted by scope
+    assert leaders_table({"generatedAt": "x", "tokens": []}).splitlines()[-1] == (
+        "No active leaders."
+    )
+
+
+@pytest.mark.system
+def test_the_in_process_demo_shows_elections_failover_and_handover() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "swimmesh", "demo", "--in-process", "--nodes", "4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "every scope elected a leader" in out
+    assert "leader of global-control (fence 1)" in out and "with fence 2" in out
+    assert "stepped down: its" in out and "every node saw it Left" in out
+    assert out.count("global-control                  node-") == 2  # before and after
