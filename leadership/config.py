@@ -103,6 +103,7 @@ class LeadershipConfig:
     """Validated election settings (seconds). The defaults are OmniRelay's."""
 
     enabled: bool = True
+    """False: take part as an observer only (no candidacy, never campaigns)."""
     lease_duration: float = attrs.field(default=8.0, validator=_in_range)
     renewal_lead_time: float = attrs.field(default=3.0, validator=_in_range)
     evaluation_interval: float = attrs.field(default=0.75, validator=_in_range)

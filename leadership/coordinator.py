@@ -94,6 +94,9 @@ class _ScopeState:
     reserved_for: str | None = None
     reserved_until: float = -math.inf
     failures: int = 0
+    ended_term: int = 0
+    ended_correlation: str = ""
+    """The last term this node led and its correlation id (a restored term keeps both)."""
     stale_term: int = 0
     """A term the store says this holder has but this node does not believe (a reply it gave
     up on): renewed to learn its validity, or released."""
@@ -339,10 +342,9 @@ class LeadershipCoordinator:
         if state.known is not None and now < state.next_read:
             return state.next_read
         if state.reserved_for is not None and now < state.reserved_until:
-            if state.reserved_for != self.node_id:
+            if state.reserved_for != self.node_id or not self._may_campaign(state):
                 return state.reserved_until
-            if self._may_campaign(state):
-                return await self._campaign(state)
+            return await self._campaign(state)
         rank = self._rank(state)
         if rank is not None and (rank == 0 or now >= self._campaign_at(state, rank)):
             return await self._campaign(state)
@@ -378,7 +380,10 @@ class LeadershipCoordinator:
             return state.reserved_until
         if result.reserved_for == self.node_id:
             state.reserved_for, state.reserved_until = self.node_id, now + result.reserved_remaining
-            return now
+            if self._may_campaign(state):
+                return now
+            # Handed to this node, which may not lead now: let the reservation run out.
+            return min(state.reserved_until, now + self._interval())
         if rank is None:  # not a candidate: look again later
             return now + self._interval()
         return min(self._campaign_at(state, rank), now + self._interval())
@@ -495,13 +500,15 @@ class LeadershipCoordinator:
         )
 
     def _become_leader(self, state: _ScopeState, lease: Lease, start: float) -> None:
-        restored = state.stale_term == lease.term
+        # The term this node led before, which the store still has it hold (a renewal whose
+        # reply came too late): the same term and fence, the same correlation id.
+        restored = lease.term in (state.stale_term, state.ended_term)
         state.stale_term = 0
         state.leading = True
         state.known = None
         state.deadline = start + self.config.validity(lease.duration)
         state.renew_at = state.deadline - self.config.renewal_lead_time
-        state.correlation = self._new_id()
+        state.correlation = state.ended_correlation if restored else self._new_id()
         issued = self._now() - lease.age
         state.token = self._token(state, lease, issued, state.deadline)
         state.reserved_for, state.reserved_until = None, -math.inf
@@ -550,6 +557,7 @@ class LeadershipCoordinator:
             return None
         state.leading = False
         state.token = None
+        state.ended_term, state.ended_correlation = token.term, state.correlation
         state.deadline, state.renew_at = -math.inf, math.inf
         self.led -= 1
         self.metrics.scopes_led.set(self.led)
@@ -830,7 +838,8 @@ class LeadershipCoordinator:
 
     def _may_campaign(self, state: _ScopeState) -> bool:
         return (
-            self._healthy
+            self.config.enabled
+            and self._healthy
             and not self._stopping
             and self._self_candidate().eligible_for(state.scope)
         )
@@ -847,7 +856,7 @@ class LeadershipCoordinator:
                 if member.status != ALIVE:
                     candidate = attrs.evolve(candidate, healthy=False)
                 out.append(candidate)
-            if not self._stopping:
+            if not self._stopping and self.config.enabled:
                 out.append(self._self_candidate())
             self._candidates = out
         return self._candidates
@@ -881,8 +890,9 @@ class LeadershipCoordinator:
         return rank
 
     async def _publish_candidacy(self) -> None:
+        patterns = self.config.eligible_scopes if self.config.enabled else ()
         metadata = candidate_metadata(
-            self.config.priority, self._healthy, self.config.eligible_scopes, self.config.roles
+            self.config.priority, self._healthy, patterns, self.config.roles
         )
         metadata.update(self._health_metadata)
         await self.view.publish(metadata)

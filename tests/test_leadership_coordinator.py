@@ -638,3 +638,65 @@ async def test_a_store_that_raises_does_not_end_the_coordinator(
         h.recorder.crashed(leader)
         assert await h.wait_leader(timeout=15) != leader
     assert any("change feed failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_disabled_coordinator_only_observes(sim_clock: trio.testing.MockClock) -> None:
+    def make(name: str) -> LeadershipConfig:
+        return LeadershipConfig(node_id=name, scopes=(GLOBAL,), enabled=name != "n1", priority=9)
+
+    async with trio.open_nursery() as nursery:
+        group = CoordinatorGroup(nursery, InMemoryLeaseStore(), LocalMesh(), make)
+        observer = await group.start("n1")
+        await group.start("n2")
+        await wait_for(lambda: group.leaders("global-control") == ["n2"], timeout=10)
+        assert [c.node_id for c in observer.candidates("global-control")] == ["n2"]
+        await wait_for(
+            lambda: observer.election("global-control").current_leader == "n2", timeout=5
+        )
+        group.crash("n2", status="dead")
+        await trio.sleep(30)
+        assert group.leaders("global-control") == []  # the observer never campaigns
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_transfer_to_a_node_that_turns_unhealthy_falls_back_to_the_ranking(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    async with harness(sample=True) as h:
+        leader = await h.wait_leader()
+        target = [c.node_id for c in h.c[leader].candidates("global-control")][-1]
+        cfg = h.c[leader].config
+        await h.c[target].update_health(False)  # the view lags: the leader still sees it healthy
+        await h.c[leader]._give_up(
+            h.c[leader]._scopes["global-control"],
+            f"transferred to {target}",
+            successor=target,
+            reserve=cfg.max_election_window,
+        )
+        # It may not take the reserved scope; once the reservation runs out, the ranking decides.
+        new = await h.wait_leader(timeout=cfg.max_election_window + 2 * cfg.evaluation_interval + 1)
+        assert new != target
+
+
+async def test_a_renewal_answered_too_late_is_restored_as_the_same_term(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    slow = [False]
+    store = InMemoryLeaseStore(latency=lambda: 2.0 if slow[0] else 0.0)
+    async with harness(["n1", "n2", "n3"], store=store) as h:
+        leader = await h.wait_leader()
+        events = h.c[leader].hub.subscribe("global-control", leader=leader)
+        first = await events.__anext__()  # the snapshot of its term
+        assert first.token is not None
+        slow[0] = True  # the next renewal: 2 s there (granted), 2 s back (too late)
+        expired = await events.__anext__()
+        while expired.kind is EventKind.RENEWED:
+            expired = await events.__anext__()
+        assert (expired.kind, expired.reason) == (EventKind.EXPIRED, "lease expired during renew")
+        slow[0] = False
+        restored = await events.__anext__()
+        assert (restored.kind, restored.reason) == (EventKind.ELECTED, "lease restored")
+        assert restored.token is not None
+        assert restored.token.fence_token == first.token.fence_token  # same term, no new fence
+        assert restored.correlation_id == first.correlation_id
+        assert h.leader() == leader
