@@ -390,20 +390,16 @@ class LeadershipCoordinator:
 
     def _vacant(self, state: _ScopeState, now: float) -> None:
         """The store says nobody holds the scope: forget a known incumbent."""
-        if state.known is not None:
-            token = state.known
-            state.known = None
-            self._emit(
-                state,
-                EventKind.EXPIRED,
-                token,
-                "lease expired",
-                state.known_correlation,
-                token.leader_id,
-            )
-            self._leader_seen(state)
+        self._forget_incumbent(state, EventKind.EXPIRED, "lease expired")
         if state.vacant_since is None:
             state.vacant_since = now
+
+    def _forget_incumbent(self, state: _ScopeState, kind: EventKind, reason: str) -> None:
+        """The incumbent this node knew of is gone: say so under its term's correlation id."""
+        token, state.known = state.known, None
+        if token is not None:
+            self._emit(state, kind, token, reason, state.known_correlation, token.leader_id)
+            self._leader_seen(state)
 
     async def _campaign(self, state: _ScopeState) -> float:
         if state.vacant_since is None:
@@ -816,18 +812,7 @@ class LeadershipCoordinator:
             self._observe(state, change.lease)
             state.poke()
         elif change.kind is LeaseChangeKind.RELEASED:
-            if state.known is not None:
-                token = state.known
-                state.known = None
-                self._emit(
-                    state,
-                    EventKind.STEPPED_DOWN,
-                    token,
-                    "observed release",
-                    state.known_correlation,
-                    token.leader_id,
-                )
-                self._leader_seen(state)
+            self._forget_incumbent(state, EventKind.STEPPED_DOWN, "observed release")
             if change.successor is not None:
                 state.reserved_for = change.successor
                 state.reserved_until = self._now() + self.config.max_election_window

@@ -64,8 +64,8 @@ class LocalMesh:
                 self._feeds.remove(feed)
 
 
-class LocalView:
-    """One node's :class:`~leadership.view.MembershipView` of a :class:`LocalMesh`."""
+class _LocalHandle:
+    """One node's handle on a :class:`LocalMesh`."""
 
     def __init__(self, mesh: LocalMesh, node_id: str) -> None:
         self._mesh = mesh
@@ -74,6 +74,10 @@ class LocalView:
     @property
     def local_id(self) -> str:
         return self._node_id
+
+
+class LocalView(_LocalHandle):
+    """One node's :class:`~leadership.view.MembershipView` of a :class:`LocalMesh`."""
 
     def members(self) -> Iterable[ViewMember]:
         return list(self._mesh._members.values())
@@ -96,17 +100,9 @@ class LocalView:
                 self._mesh._feeds.remove(send)
 
 
-class LocalMessenger:
+class LocalMessenger(_LocalHandle):
     """Requests between nodes of one :class:`LocalMesh` (a dead or unreachable node does not
     answer; a handler's exception is the requester's ``MessengerError``)."""
-
-    def __init__(self, mesh: LocalMesh, node_id: str) -> None:
-        self._mesh = mesh
-        self._node_id = node_id
-
-    @property
-    def local_id(self) -> str:
-        return self._node_id
 
     def serve(self, kind: str, handler: RequestHandler) -> None:
         self._mesh._handlers[(self._node_id, kind)] = handler
