@@ -25,6 +25,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from leadership import LeadershipCoordinator
 from peerhealth import (
     BackpressureDiagnostics,
     BackpressureMonitor,
@@ -153,6 +154,8 @@ class Agent:
         self.backpressure_diagnostics = BackpressureDiagnostics()
         self.backpressure.add_listener(self.backpressure_diagnostics)
         self.registry.register(PeerHealthCollector(self.tracker, backpressure=self.backpressure))
+        self.coordinator: LeadershipCoordinator | None = None
+        """Leadership on this agent: none until it runs elections (the quorum store)."""
         self.joined = not settings.join
         self.shutdown = trio.Event()
         self.shutdown_reason = ""

@@ -242,6 +242,50 @@ def _signal_line(doc: dict[str, Any]) -> str:
     )
 
 
+def _event_line(doc: dict[str, Any]) -> str:
+    """OmniRelay's watch line: ``[HH:mm:ss] KIND scope=... leader=... term=... fence=...``."""
+    token = doc.get("token") or {}
+    return (
+        f"[{_utc(str(doc.get('occurredAt', '')), '%H:%M:%S')}] "
+        f"{str(doc.get('eventKind', '')).upper()} scope={doc.get('scope')} "
+        f"leader={doc.get('leaderId') or '-'} term={token.get('term', '-')} "
+        f"fence={token.get('fenceToken', '-')} "
+        f"expires={_utc(str(token.get('expiresAt', '-')), '%H:%M:%SZ')} "
+        f"reason={doc.get('reason', '')}"
+    )
+
+
+def _cmd_leaders(args: argparse.Namespace) -> int:
+    query = {"scope": args.scope} if args.scope else {}
+    if not args.watch:
+        path = "/control/leaders" + (f"?{httpx.QueryParams(query)}" if query else "")
+        doc = _call("GET", args.url, path, args.timeout)
+        print(json.dumps(doc, indent=2) if args.format == "json" else leaders_table(doc))
+        return EXIT_OK
+    url = args.url.rstrip("/") + "/control/events/leadership"
+    print(
+        f"Streaming leadership events from {args.url} (scope={args.scope or '*'}). "
+        "Press Ctrl+C to exit."
+    )
+    try:
+        with httpx.stream(
+            "GET", url, params=query, timeout=httpx.Timeout(args.timeout, read=None)
+        ) as response:
+            if response.status_code >= 400:
+                raise CliError(f"{url}: HTTP {response.status_code}")
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    doc = json.loads(line.removeprefix("data:").strip())
+                    print(
+                        json.dumps(doc) if args.format == "json" else _event_line(doc), flush=True
+                    )
+    except httpx.TimeoutException:
+        raise CliError(f"timed out connecting to {args.url}", EXIT_TIMEOUT) from None
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach {args.url}: {exc}") from None
+    return EXIT_OK
+
+
 def _cmd_backpressure(args: argparse.Namespace) -> int:
     if not args.watch:
         doc = _call("GET", args.url, "/omnirelay/control/backpressure", args.timeout)
@@ -678,6 +722,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _read_flags(lh)
     lh.set_defaults(func=_cmd_lease_health)
+    leaders = mesh.add_parser("leaders", help="leadership").add_subparsers(
+        dest="leaders_command", required=True
+    )
+    status = leaders.add_parser("status", help="current leaders per scope (/control/leaders)")
+    _read_flags(status)
+    status.add_argument("--scope", default=None, help="one scope (exact, any case)")
+    status.add_argument("--watch", action="store_true", help="stream leadership events")
+    status.set_defaults(func=_cmd_leaders)
     bp = mesh.add_parser("backpressure", help="the agent's backpressure signal")
     _read_flags(bp)
     bp.add_argument("--watch", action="store_true", help="stream signals until Ctrl+C")

@@ -62,6 +62,9 @@ def test_five_agents_form_a_mesh_and_the_cli_shows_them(agents: Agents) -> None:
     assert table.returncode == 0 and "agent-4" in table.stdout and "Alive" in table.stdout
     unreachable = cli("mesh", "peers", "list", "--url", "http://127.0.0.1:9", "--timeout", "1s")
     assert unreachable.returncode == 1 and "cannot reach" in unreachable.stderr
+    # Elections across agents need the quorum store: the agent says so, in one clear line.
+    leaders = cli("mesh", "leaders", "status", "--url", agents.url(names[0]))
+    assert leaders.returncode == 1 and "HTTP 503: leadership is not running" in leaders.stderr
 
 
 def test_kill_9_is_dead_everywhere_within_the_bound_and_a_restart_is_alive(agents: Agents) -> None:

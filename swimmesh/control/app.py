@@ -23,6 +23,7 @@ from peerhealth import BackpressureSignal, merge_snapshots
 
 from ..crypto import KeyringError, decode_key
 from ..member import Member
+from .leadership import leadership_routes
 
 if TYPE_CHECKING:
     from ..agent import Agent
@@ -171,6 +172,7 @@ def build_app(agent: Agent) -> Starlette:
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
     routes = [
+        *leadership_routes(lambda: agent.coordinator),
         Route("/omnirelay/control/lease-health", lease_health),
         Route("/omnirelay/control/backpressure", backpressure),
         Route("/omnirelay/control/backpressure", guarded(backpressure_report), methods=["POST"]),
