@@ -262,23 +262,37 @@ def _cmd_leaders(args: argparse.Namespace) -> int:
         doc = _call("GET", args.url, path, args.timeout)
         print(json.dumps(doc, indent=2) if args.format == "json" else leaders_table(doc))
         return EXIT_OK
-    url = args.url.rstrip("/") + "/control/events/leadership"
     print(
         f"Streaming leadership events from {args.url} (scope={args.scope or '*'}). "
         "Press Ctrl+C to exit."
     )
+
+    def data(line: str) -> Any:
+        return json.loads(line.removeprefix("data:")) if line.startswith("data:") else None
+
+    return _follow(args, "/control/events/leadership", query, data, _event_line)
+
+
+def _follow(
+    args: argparse.Namespace,
+    path: str,
+    params: dict[str, str],
+    parse: Callable[[str], Any],
+    render: Callable[[Any], str],
+) -> int:
+    """Print each document of a streamed response until it ends or Ctrl+C; ``parse`` turns a
+    line into a document (None to skip it)."""
+    url = args.url.rstrip("/") + path
     try:
         with httpx.stream(
-            "GET", url, params=query, timeout=httpx.Timeout(args.timeout, read=None)
+            "GET", url, params=params, timeout=httpx.Timeout(args.timeout, read=None)
         ) as response:
             if response.status_code >= 400:
                 raise CliError(f"{url}: HTTP {response.status_code}")
             for line in response.iter_lines():
-                if line.startswith("data:"):
-                    doc = json.loads(line.removeprefix("data:").strip())
-                    print(
-                        json.dumps(doc) if args.format == "json" else _event_line(doc), flush=True
-                    )
+                doc = parse(line)
+                if doc is not None:
+                    print(json.dumps(doc) if args.format == "json" else render(doc), flush=True)
     except httpx.TimeoutException:
         raise CliError(f"timed out connecting to {args.url}", EXIT_TIMEOUT) from None
     except httpx.HTTPError as exc:
@@ -294,23 +308,14 @@ def _cmd_backpressure(args: argparse.Namespace) -> int:
         else:
             print(json.dumps(doc, indent=2) if args.format == "json" else _signal_line(doc))
         return EXIT_OK
-    url = args.url.rstrip("/") + "/omnirelay/control/backpressure/stream"
     print(f"Streaming backpressure signals from {args.url}. Press Ctrl+C to exit.", file=sys.stderr)
-    try:
-        with httpx.stream("GET", url, timeout=httpx.Timeout(args.timeout, read=None)) as response:
-            if response.status_code >= 400:
-                raise CliError(f"{url}: HTTP {response.status_code}")
-            for line in response.iter_lines():
-                if line.strip():
-                    doc = json.loads(line)
-                    print(
-                        json.dumps(doc) if args.format == "json" else _signal_line(doc), flush=True
-                    )
-    except httpx.TimeoutException:
-        raise CliError(f"timed out connecting to {args.url}", EXIT_TIMEOUT) from None
-    except httpx.HTTPError as exc:
-        raise CliError(f"cannot reach {args.url}: {exc}") from None
-    return EXIT_OK
+    return _follow(
+        args,
+        "/omnirelay/control/backpressure/stream",
+        {},
+        lambda line: json.loads(line) if line.strip() else None,
+        _signal_line,
+    )
 
 
 def _token(args: argparse.Namespace) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import selectors
 import signal
 import subprocess
 import sys
@@ -228,3 +229,31 @@ def test_backpressure_is_published_in_gossip_metadata(agents: Agents) -> None:
     with httpx.stream("GET", busy + "/omnirelay/control/backpressure/stream", timeout=5) as stream:
         first = next(line for line in stream.iter_lines() if line.strip())
     assert json.loads(first)["isActive"] is True and json.loads(first)["pendingCount"] == 600
+    # The CLI's --watch prints the same signals, one per line, until stopped.
+    watch = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "swimmesh",
+            "mesh",
+            "backpressure",
+            "--url",
+            busy,
+            "--watch",
+            "--format",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert watch.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(watch.stdout, selectors.EVENT_READ)
+            assert sel.select(timeout=20), "no signal from mesh backpressure --watch"
+        line = watch.stdout.readline()
+    finally:
+        watch.kill()
+        watch.wait(timeout=10)
+    assert json.loads(line)["isActive"] is True and json.loads(line)["pendingCount"] == 600
