@@ -18,7 +18,7 @@ import logging
 import math
 import random
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -917,7 +917,3 @@ class LeadershipCoordinator:
     def _new_id(self) -> str:
         return f"{self._rng.getrandbits(64):016x}"
 
-
-def scopes_from(ids: Sequence[str]) -> tuple[LeadershipScope, ...]:
-    """Scopes from bare ids (``global-control``, ``shard/ns/id``, custom)."""
-    return tuple(parse_scope(i) for i in ids)
