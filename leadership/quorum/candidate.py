@@ -1,0 +1,320 @@
+"""The candidate: rounds, quorum counting and lease validity (DESIGN.md 5 rules 2, 4, 5, 7).
+
+Theory of operation, per scope:
+
+* A **round** is one acquisition (a new term) or one renewal (the same term). The candidate
+  reads its clock (``start``) before the request leaves and gives the round its own id; a grant
+  counts only for the exact round it answers (replies matched by term alone let a stale grant of
+  an earlier round extend a later lease).
+* A round **succeeds** once the grants form a majority of every voter configuration heard of in
+  that round (the candidate's own, and any a reply carried). The lease then lasts until
+  ``start + min(granted) * (1 - eps) / (1 + eps)`` on the candidate's own clock: each voter's
+  grant runs at least ``min(granted)`` on a clock that may be ``1 + eps`` fast while ours may be
+  ``1 - eps`` slow.
+* A success whose deadline has already passed when the reply lands is **abandoned**, never acted
+  on. A renewal that succeeds after the lease ran out locally **restores** leadership at the same
+  term (the voters refused every other holder in between: the term never moved).
+* A round **fails** once the refusals leave no majority in some configuration; the highest
+  promised term a reject carried is remembered, and the next campaign goes above it:
+  ``max(own term, highest promised seen) + 1``. The fence token is the term.
+* **Release** first stops believing and abandons the in-flight round, then tells the voters.
+  A released term is never renewed.
+
+Nothing here sleeps or sends: methods take a clock reading and return :class:`Outbound`
+messages and decisions for a shell to act on.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable
+
+import attrs
+
+from ..tokens import Holder
+from .membership import VoterConfig
+from .wire import LeaseReply, LeaseRequest, ReleaseRequest, RoundEntry, Verdict
+
+
+class RoundKind(enum.Enum):
+    ACQUIRE = "acquire"
+    RENEW = "renew"
+
+
+@attrs.frozen
+class Outbound:
+    """Send ``message`` to every voter in ``targets``."""
+
+    targets: frozenset[str]
+    message: LeaseRequest | ReleaseRequest
+
+
+@attrs.frozen
+class Elected:
+    """Leader of ``scope`` at ``term`` (the fence) until ``deadline`` on the candidate's clock."""
+
+    scope: str
+    term: int
+    deadline: float
+    restored: bool = False
+    """A renewal that landed after local expiry restored the same term."""
+
+
+@attrs.frozen
+class Renewed:
+    scope: str
+    term: int
+    deadline: float
+
+
+@attrs.frozen
+class Refused:
+    """The round cannot reach a quorum; ``promised`` is the highest term a voter reported."""
+
+    scope: str
+    term: int
+    promised: int
+    kind: RoundKind
+    lost: bool
+    """The candidate believed it led and stopped (a voter promised a higher term)."""
+
+
+@attrs.frozen
+class Abandoned:
+    """A quorum came too late: its own deadline had passed. Release the term; never act on it."""
+
+    scope: str
+    term: int
+    kind: RoundKind
+
+
+Decision = Elected | Renewed | Refused | Abandoned
+
+
+@attrs.frozen
+class RoundStep:
+    decisions: tuple[Decision, ...] = ()
+    outbound: tuple[Outbound, ...] = ()
+
+
+@attrs.define
+class _Round:
+    round_id: int
+    kind: RoundKind
+    term: int
+    start: float
+    configs: list[VoterConfig]
+    asked: set[str]
+    grants: set[str] = attrs.field(factory=set)
+    refusals: set[str] = attrs.field(factory=set)
+    min_granted: float = math.inf
+
+
+@attrs.define
+class _ScopeState:
+    term: int = 0
+    max_seen: int = 0
+    leader: bool = False
+    deadline: float = -math.inf
+    round: _Round | None = None
+    released_term: int = 0
+
+
+class LeaseCandidate:
+    """One holder's campaigns and leases over every scope it takes part in."""
+
+    def __init__(
+        self,
+        holder: Holder,
+        config: VoterConfig,
+        *,
+        duration: float,
+        max_drift: float = 0.05,
+    ) -> None:
+        if not 0 <= max_drift < 1:
+            raise ValueError(f"max_drift must be in [0, 1), got {max_drift}")
+        if not duration > 0:
+            raise ValueError(f"duration must be > 0, got {duration}")
+        self.holder = holder
+        self.config = config
+        self.duration = duration
+        self.max_drift = max_drift
+        self.factor = (1 - max_drift) / (1 + max_drift)
+        self._scopes: dict[str, _ScopeState] = {}
+        self._next_round = 1
+        self.foreign_replies = 0
+
+    # ---------------------------------------------------------------- queries
+
+    def is_leader(self, scope: str, now: float) -> bool:
+        st = self._scopes.get(scope)
+        return st is not None and st.leader and now < st.deadline
+
+    def deadline(self, scope: str) -> float:
+        """The end of the current lease on this clock (``-inf`` when not leading)."""
+        st = self._scopes.get(scope)
+        return st.deadline if st is not None and st.leader else -math.inf
+
+    def term(self, scope: str) -> int:
+        st = self._scopes.get(scope)
+        return 0 if st is None else st.term
+
+    def highest_seen(self, scope: str) -> int:
+        st = self._scopes.get(scope)
+        return 0 if st is None else max(st.term, st.max_seen)
+
+    def in_flight(self, scope: str) -> RoundKind | None:
+        st = self._scopes.get(scope)
+        return None if st is None or st.round is None else st.round.kind
+
+    # ---------------------------------------------------------------- rounds
+
+    def campaign(self, scopes: Iterable[str], now: float) -> Outbound:
+        """Start a new term for each scope; the clock was read (``now``) before sending."""
+        entries = []
+        for scope in scopes:
+            st = self._state(scope)
+            st.leader = False
+            st.term = max(st.term, st.max_seen) + 1
+            entries.append(self._open(scope, st, RoundKind.ACQUIRE, now))
+        return self._request(entries)
+
+    def renew(self, scopes: Iterable[str], now: float) -> Outbound | None:
+        """A new round at the same term for each scope that holds an unreleased term."""
+        entries = []
+        for scope in scopes:
+            st = self._scopes.get(scope)
+            if st is None or st.term == 0 or st.released_term == st.term:
+                continue
+            entries.append(self._open(scope, st, RoundKind.RENEW, now))
+        return self._request(entries) if entries else None
+
+    def on_reply(self, reply: LeaseReply, now: float) -> RoundStep:
+        """Count a voter's verdicts; decide the rounds they complete."""
+        if reply.holder != self.holder:
+            self.foreign_replies += 1
+            return RoundStep()
+        if reply.config is not None and reply.config.epoch > self.config.epoch:
+            self.config = reply.config
+        decisions: list[Decision] = []
+        widen: list[RoundEntry] = []
+        widen_to: set[str] = set()
+        for verdict in reply.verdicts:
+            st = self._scopes.get(verdict.scope)
+            if st is None:
+                continue
+            st.max_seen = max(st.max_seen, verdict.promised)
+            rnd = st.round
+            if rnd is None or not self._answers(verdict, rnd):
+                continue
+            if reply.config is not None and reply.config not in rnd.configs:
+                rnd.configs.append(reply.config)
+                new = set(reply.config.voters) - rnd.asked
+                if new:
+                    rnd.asked |= new
+                    widen_to |= new
+                    widen.append(RoundEntry(verdict.scope, rnd.term, rnd.round_id, self.duration))
+            if verdict.granted:
+                rnd.grants.add(reply.voter)
+                rnd.min_granted = min(rnd.min_granted, verdict.duration)
+            else:
+                rnd.refusals.add(reply.voter)
+            decision = self._settle(verdict.scope, st, rnd, now)
+            if decision is not None:
+                decisions.append(decision)
+        outbound = []
+        if widen:
+            request = LeaseRequest(self.holder, self.config.epoch, tuple(widen))
+            outbound.append(Outbound(frozenset(widen_to), request))
+        return RoundStep(tuple(decisions), tuple(outbound))
+
+    def abandon(self, scope: str) -> None:
+        """Forget the in-flight round (timed out or cancelled); its replies will be ignored."""
+        st = self._scopes.get(scope)
+        if st is not None:
+            st.round = None
+
+    def step_down(self, scope: str) -> None:
+        """Stop believing (the lease ran out locally); the term may still be renewed or restored."""
+        st = self._scopes.get(scope)
+        if st is not None:
+            st.leader = False
+
+    def release(self, scope: str) -> Outbound | None:
+        """Stop believing, abandon the in-flight round, then tell the voters (DESIGN 5 rule 7)."""
+        st = self._scopes.get(scope)
+        if st is None or st.term == 0:
+            return None
+        st.leader = False
+        asked = st.round.asked if st.round is not None else set()
+        st.round = None
+        st.released_term = st.term
+        return Outbound(
+            frozenset(set(self.config.voters) | asked),
+            ReleaseRequest(self.holder, scope, st.term),
+        )
+
+    def observe_term(self, scope: str, term: int) -> None:
+        """Learn of a term in use elsewhere (gossip, a reject); the next campaign goes above it."""
+        st = self._state(scope)
+        st.max_seen = max(st.max_seen, term)
+
+    # ---------------------------------------------------------------- internals
+
+    def _state(self, scope: str) -> _ScopeState:
+        st = self._scopes.get(scope)
+        if st is None:
+            st = self._scopes[scope] = _ScopeState()
+        return st
+
+    def _open(self, scope: str, st: _ScopeState, kind: RoundKind, now: float) -> RoundEntry:
+        round_id = self._next_round
+        self._next_round += 1
+        st.round = _Round(
+            round_id=round_id,
+            kind=kind,
+            term=st.term,
+            start=now,
+            configs=[self.config],
+            asked=set(self.config.voters),
+        )
+        return RoundEntry(scope, st.term, round_id, self.duration)
+
+    def _request(self, entries: list[RoundEntry]) -> Outbound:
+        return Outbound(
+            frozenset(self.config.voters),
+            LeaseRequest(self.holder, self.config.epoch, tuple(entries)),
+        )
+
+    def _answers(self, verdict: Verdict, rnd: _Round) -> bool:
+        """A verdict counts only for the exact round it answers."""
+        return verdict.round_id == rnd.round_id and verdict.term == rnd.term
+
+    def _validity_start(self, rnd: _Round, now: float) -> float:
+        """The lease runs from the clock reading taken before the request left."""
+        return rnd.start
+
+    def _settle(self, scope: str, st: _ScopeState, rnd: _Round, now: float) -> Decision | None:
+        if all(c.has_majority(rnd.grants) for c in rnd.configs):
+            st.round = None
+            deadline = self._validity_start(rnd, now) + rnd.min_granted * self.factor
+            believing = st.leader and now < st.deadline
+            if now >= deadline:
+                if believing:
+                    return None  # a stale renewal: the current lease already runs longer
+                st.leader = False
+                return Abandoned(scope, rnd.term, rnd.kind)
+            if believing:
+                st.deadline = max(st.deadline, deadline)
+                return Renewed(scope, rnd.term, st.deadline)
+            st.leader = True
+            st.deadline = deadline
+            return Elected(scope, rnd.term, deadline, restored=rnd.kind is RoundKind.RENEW)
+        if any(c.out_of_reach(rnd.refusals) for c in rnd.configs):
+            st.round = None
+            lost = st.leader and st.max_seen > st.term
+            if lost:
+                st.leader = False
+            return Refused(scope, rnd.term, st.max_seen, rnd.kind, lost)
+        return None

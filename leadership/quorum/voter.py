@@ -1,0 +1,231 @@
+"""The voter: the grant rule of DESIGN.md 5 (rules 3, 4, 6, 7), with no I/O and no clock of its own.
+
+Per scope a voter keeps the highest term it promised (durable) and its current grant (holder,
+term, expiry on the voter's clock, released or not). It grants ``(scope, term, holder)`` when
+
+* ``term`` is above the promised term and no unexpired, unreleased grant to another holder
+  exists (a new campaign), or
+* ``term`` equals the promised term, the grant is the same holder's and it has not released
+  (a renewal, also after the grant expired locally: no higher term was promised in between).
+
+A grant records ``now + min(requested, max_duration)`` and never moves an unexpired grant of the
+same holder earlier, so the holder may keep the later of its deadlines. A reject carries the
+promised term so the candidate retries above it. A release clears the grant, keeps the promised
+term and refuses that holder's equal-term requests from then on.
+
+A voter that restarts with promises on disk (so it may have granted before) sits out one maximum
+lease on its own clock: its grant expiries were not kept, and a grant it gave before the crash
+may still be counted by a leader. A voter grants only while it is in its own configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+
+import attrs
+
+from ..tokens import Holder
+from .durable import PromiseState, PromiseStore
+from .membership import VoterConfig, VoterConfigError
+from .wire import LeaseReply, LeaseRequest, ReleaseRequest, Verdict
+
+log = logging.getLogger(__name__)
+
+
+@attrs.define
+class _Grant:
+    promised: int = 0
+    term: int = 0
+    holder: Holder | None = None
+    expires: float = -math.inf
+    released: bool = False
+
+
+@attrs.frozen
+class VoterStats:
+    granted: int
+    refused: int
+    sit_out_refusals: int
+    persist_failures: int
+
+
+class LeaseVoter:
+    """One voter's grant state for every scope, driven by requests and clock readings."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_duration: float,
+        promises: PromiseStore,
+        now: float,
+        config: VoterConfig | None = None,
+        sit_out: float | None = None,
+    ) -> None:
+        if not max_duration > 0:
+            raise ValueError(f"max_duration must be > 0, got {max_duration}")
+        self.name = name
+        self.max_duration = max_duration
+        self._promises = promises
+        state = promises.load()
+        stored = state.config
+        if stored is not None and (config is None or stored.epoch >= config.epoch):
+            self.config = stored
+        elif config is not None:
+            self.config = config
+        else:
+            raise VoterConfigError(f"voter {name!r} has no configuration (none given, none stored)")
+        self._grants: dict[str, _Grant] = {
+            scope: _Grant(promised=term) for scope, term in state.terms.items()
+        }
+        restarted = bool(state.terms)
+        wait = max_duration if sit_out is None else sit_out
+        self.sit_out_until = now + wait if restarted else -math.inf
+        if self.config is not stored:
+            self._save(self._terms())
+        self._granted = self._refused = self._sit_out = self._persist_failures = 0
+
+    @property
+    def stats(self) -> VoterStats:
+        return VoterStats(self._granted, self._refused, self._sit_out, self._persist_failures)
+
+    def promised(self, scope: str) -> int:
+        grant = self._grants.get(scope)
+        return 0 if grant is None else grant.promised
+
+    def holder_of(self, scope: str, now: float) -> Holder | None:
+        """The holder of an unexpired, unreleased grant, if any (for diagnostics)."""
+        grant = self._grants.get(scope)
+        if grant is None or grant.released or grant.expires <= now:
+            return None
+        return grant.holder
+
+    def in_config(self) -> bool:
+        return self.name in self.config.voters
+
+    def on_request(self, request: LeaseRequest, now: float) -> LeaseReply:
+        """Answer every scope of a request; new promises are made durable before the reply."""
+        holder = request.holder
+        refuse_all = not self.in_config() or now < self.sit_out_until
+        if refuse_all and now < self.sit_out_until:
+            self._sit_out += len(request.entries)
+        decided: list[tuple[Verdict, float]] = []
+        new_terms: dict[str, int] = {}
+        for entry in request.entries:
+            grant = self._grants.get(entry.scope) or _Grant()
+            promised = max(grant.promised, new_terms.get(entry.scope, 0))
+            duration = min(entry.duration, self.max_duration)
+            ok = not refuse_all and duration > 0 and self._may_grant(grant, entry.term, holder, now)
+            if ok and entry.term > promised:
+                new_terms[entry.scope] = entry.term
+                promised = entry.term
+            verdict = Verdict(
+                scope=entry.scope,
+                round_id=entry.round_id,
+                term=entry.term,
+                granted=ok,
+                promised=promised,
+                duration=duration if ok else 0.0,
+            )
+            decided.append((verdict, now + duration))
+        if new_terms:
+            terms = self._terms()
+            terms.update(new_terms)
+            if not self._save(terms):
+                decided = [(self._refusal(v), 0.0) for v, _ in decided]
+        verdicts = []
+        for verdict, expires in decided:
+            if verdict.granted:
+                self._record(verdict, holder, expires, now)
+                self._granted += 1
+            else:
+                self._refused += 1
+            verdicts.append(verdict)
+        return LeaseReply(
+            voter=self.name, holder=holder, config=self.config, verdicts=tuple(verdicts)
+        )
+
+    def on_release(self, release: ReleaseRequest, now: float) -> bool:
+        """Clear the holder's grant of that term; True if there was one to clear."""
+        grant = self._grants.get(release.scope)
+        if (
+            grant is None
+            or grant.term != release.term
+            or grant.holder != release.holder
+            or grant.released
+        ):
+            return False
+        grant.released = True
+        grant.expires = now
+        return True
+
+    def adopt_config(self, config: VoterConfig, terms: Mapping[str, int]) -> bool:
+        """Store a newer configuration and inherit promised terms from the old majority."""
+        if config.epoch < self.config.epoch:
+            return False
+        merged = self._terms()
+        for scope, term in terms.items():
+            merged[scope] = max(merged.get(scope, 0), term)
+        previous = self.config
+        self.config = config
+        if not self._save(merged):
+            self.config = previous
+            return False
+        for scope, term in merged.items():
+            self._grants.setdefault(scope, _Grant()).promised = term
+        return True
+
+    # ---------------------------------------------------------------- internals
+
+    @staticmethod
+    def _may_grant(grant: _Grant, term: int, holder: Holder, now: float) -> bool:
+        if term > grant.promised:
+            other_holds = (
+                grant.holder is not None
+                and grant.holder != holder
+                and not grant.released
+                and grant.expires > now
+            )
+            return not other_holds
+        return (
+            term == grant.promised
+            and grant.term == term
+            and grant.holder == holder
+            and not grant.released
+        )
+
+    def _record(self, verdict: Verdict, holder: Holder, expires: float, now: float) -> None:
+        grant = self._grants.setdefault(verdict.scope, _Grant())
+        same = grant.holder == holder and not grant.released and grant.expires > now
+        if same and grant.expires > expires:
+            expires = grant.expires  # never move an unexpired grant of this holder earlier
+        grant.promised = max(grant.promised, verdict.term)
+        grant.term = verdict.term
+        grant.holder = holder
+        grant.expires = expires
+        grant.released = False
+
+    def _refusal(self, verdict: Verdict) -> Verdict:
+        return attrs.evolve(
+            verdict, granted=False, duration=0.0, promised=self.promised(verdict.scope)
+        )
+
+    def _terms(self) -> dict[str, int]:
+        return {scope: g.promised for scope, g in self._grants.items() if g.promised}
+
+    def _save(self, terms: dict[str, int]) -> bool:
+        try:
+            self._promises.save(PromiseState(terms=dict(terms), config=self.config))
+        except OSError as exc:
+            self._persist_failures += 1
+            log.error(
+                "voter %s could not store promised terms (%s); refusing new terms until the "
+                "disk works again",
+                self.name,
+                exc,
+                extra={"voter": self.name, "error": str(exc)},
+            )
+            return False
+        return True

@@ -1,0 +1,215 @@
+"""Quorum lease messages and their plain encoding (lists, strings and numbers, ready for CBOR).
+
+Every request names its holder ``(node, boot_id)`` in the payload: a voter never infers the
+holder from the sender's address. Replies echo the holder and the exact ``(scope, round)`` they
+answer, carry the voter's highest promised term (so a refused candidate retries above it) and its
+configuration (so a candidate learns of newer voter sets). Decoding validates every field and
+raises :class:`QuorumWireError` only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+
+from ..tokens import Holder
+from .membership import VoterConfig, VoterConfigError
+
+MAX_ENTRIES = 4096
+"""Scopes in one request or reply (a leader renews all of its scopes in one message)."""
+MAX_TEXT = 512
+MAX_INT = 2**63 - 1
+MAX_DURATION = 86_400.0
+
+
+class QuorumWireError(ValueError):
+    """A quorum lease message that does not decode: wrong shape, type or range."""
+
+
+@attrs.frozen
+class RoundEntry:
+    """One scope in a request: a campaign (new term) or a renewal (same term) in one round."""
+
+    scope: str
+    term: int
+    round_id: int
+    duration: float
+
+
+@attrs.frozen
+class LeaseRequest:
+    holder: Holder
+    config_epoch: int
+    entries: tuple[RoundEntry, ...]
+
+
+@attrs.frozen
+class Verdict:
+    """A voter's answer for one scope of one round; ``duration`` is what it granted (0 if not)."""
+
+    scope: str
+    round_id: int
+    term: int
+    granted: bool
+    promised: int
+    duration: float
+
+
+@attrs.frozen
+class LeaseReply:
+    voter: str
+    holder: Holder
+    config: VoterConfig | None
+    verdicts: tuple[Verdict, ...]
+
+
+@attrs.frozen
+class ReleaseRequest:
+    """Give up ``term`` of ``scope``; the voter clears the grant and keeps the promised term."""
+
+    holder: Holder
+    scope: str
+    term: int
+
+
+Message = LeaseRequest | LeaseReply | ReleaseRequest
+
+
+def encode(message: Message) -> list[Any]:
+    """The plain form of a message; :func:`decode` reverses it."""
+    if isinstance(message, LeaseRequest):
+        return [
+            "lease-req",
+            _holder_out(message.holder),
+            message.config_epoch,
+            [[e.scope, e.term, e.round_id, e.duration] for e in message.entries],
+        ]
+    if isinstance(message, LeaseReply):
+        config = (
+            None
+            if message.config is None
+            else [message.config.epoch, sorted(message.config.voters)]
+        )
+        return [
+            "lease-rep",
+            message.voter,
+            _holder_out(message.holder),
+            config,
+            [
+                [v.scope, v.round_id, v.term, v.granted, v.promised, v.duration]
+                for v in message.verdicts
+            ],
+        ]
+    return ["lease-rel", _holder_out(message.holder), message.scope, message.term]
+
+
+def decode(data: object) -> Message:
+    """Parse the plain form of a message, validating every field."""
+    if not isinstance(data, list) or not data:
+        raise QuorumWireError("a quorum message is a non-empty list")
+    kind = data[0]
+    if kind == "lease-req":
+        _arity(data, 4, kind)
+        entries = _items(data[3], "entries")
+        return LeaseRequest(
+            holder=_holder_in(data[1]),
+            config_epoch=_int(data[2], "config epoch"),
+            entries=tuple(_round_entry(e) for e in entries),
+        )
+    if kind == "lease-rep":
+        _arity(data, 5, kind)
+        verdicts = _items(data[4], "verdicts")
+        return LeaseReply(
+            voter=_text(data[1], "voter"),
+            holder=_holder_in(data[2]),
+            config=_config_in(data[3]),
+            verdicts=tuple(_verdict(v) for v in verdicts),
+        )
+    if kind == "lease-rel":
+        _arity(data, 4, kind)
+        return ReleaseRequest(
+            holder=_holder_in(data[1]), scope=_text(data[2], "scope"), term=_int(data[3], "term")
+        )
+    raise QuorumWireError(f"unknown quorum message kind {kind!r}")
+
+
+def _holder_out(holder: Holder) -> list[str]:
+    return [holder.node_id, holder.boot_id]
+
+
+def _arity(data: list[Any], n: int, kind: str) -> None:
+    if len(data) != n:
+        raise QuorumWireError(f"{kind} has {len(data)} fields, expected {n}")
+
+
+def _items(value: object, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise QuorumWireError(f"{what} must be a list")
+    if len(value) > MAX_ENTRIES:
+        raise QuorumWireError(f"{what}: {len(value)} items, at most {MAX_ENTRIES}")
+    return value
+
+
+def _text(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_TEXT:
+        raise QuorumWireError(f"{what} must be a string of 1..{MAX_TEXT} characters")
+    return value
+
+
+def _int(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        raise QuorumWireError(f"{what} must be an integer in 0..2^63-1, got {value!r}")
+    return value
+
+
+def _duration(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise QuorumWireError(f"duration must be a number, got {value!r}")
+    out = float(value)
+    if not math.isfinite(out) or not 0.0 <= out <= MAX_DURATION:
+        raise QuorumWireError(f"duration must be in 0..{MAX_DURATION:g} s, got {value!r}")
+    return out
+
+
+def _holder_in(value: object) -> Holder:
+    if not isinstance(value, list) or len(value) != 2:
+        raise QuorumWireError("holder must be [node id, boot id]")
+    return Holder(_text(value[0], "holder node"), _text(value[1], "holder boot id"))
+
+
+def _config_in(value: object) -> VoterConfig | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2 or not isinstance(value[1], list):
+        raise QuorumWireError("config must be [epoch, [voters]]")
+    voters = [_text(v, "voter") for v in _items(value[1], "voters")]
+    try:
+        return VoterConfig(_int(value[0], "config epoch"), frozenset(voters))
+    except VoterConfigError as exc:
+        raise QuorumWireError(f"config: {exc}") from None
+
+
+def _round_entry(value: object) -> RoundEntry:
+    if not isinstance(value, list) or len(value) != 4:
+        raise QuorumWireError("a request entry is [scope, term, round, duration]")
+    return RoundEntry(
+        scope=_text(value[0], "scope"),
+        term=_int(value[1], "term"),
+        round_id=_int(value[2], "round"),
+        duration=_duration(value[3]),
+    )
+
+
+def _verdict(value: object) -> Verdict:
+    if not isinstance(value, list) or len(value) != 6 or not isinstance(value[3], bool):
+        raise QuorumWireError("a verdict is [scope, round, term, granted, promised, duration]")
+    return Verdict(
+        scope=_text(value[0], "scope"),
+        round_id=_int(value[1], "round"),
+        term=_int(value[2], "term"),
+        granted=value[3],
+        promised=_int(value[4], "promised"),
+        duration=_duration(value[5]),
+    )

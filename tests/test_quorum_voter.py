@@ -1,0 +1,327 @@
+"""The voter's grant rule and the candidate's rounds, with plain function calls (DESIGN.md 5)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from leadership.quorum import (
+    Abandoned,
+    Elected,
+    FilePromises,
+    LeaseCandidate,
+    LeaseReply,
+    LeaseRequest,
+    LeaseVoter,
+    MemoryPromises,
+    PromiseState,
+    Refused,
+    ReleaseRequest,
+    Renewed,
+    RoundEntry,
+    VoterConfig,
+    VoterConfigError,
+)
+from leadership.quorum.durable import PromiseFileError
+from leadership.tokens import Holder
+
+D = 10.0
+CONFIG = VoterConfig(1, {"v1", "v2", "v3"})
+A = Holder("a", "boot-a")
+B = Holder("b", "boot-b")
+
+
+def request(holder: Holder, term: int, round_id: int = 1, duration: float = D, scope: str = "s"):
+    return LeaseRequest(holder, 1, (RoundEntry(scope, term, round_id, duration),))
+
+
+def voter(promises: MemoryPromises | None = None, now: float = 0.0, **kw) -> LeaseVoter:
+    return LeaseVoter(
+        "v1", max_duration=D, promises=promises or MemoryPromises(), now=now, config=CONFIG, **kw
+    )
+
+
+def verdict(v: LeaseVoter, holder: Holder, term: int, now: float, **kw):
+    (out,) = v.on_request(request(holder, term, **kw), now).verdicts
+    return out
+
+
+def test_a_higher_term_is_granted_and_promised_durably():
+    promises = MemoryPromises()
+    v = voter(promises)
+    out = verdict(v, A, 1, now=0.0)
+    assert out.granted and out.promised == 1 and out.duration == D
+    assert promises.load().terms == {"s": 1}
+
+
+def test_no_grant_to_another_holder_while_a_grant_is_unexpired():
+    v = voter()
+    assert verdict(v, A, 1, now=0.0).granted
+    refused = verdict(v, B, 2, now=D - 0.001)
+    assert not refused.granted and refused.promised == 1
+    assert verdict(v, B, 2, now=D + 0.001).granted
+
+
+def test_equal_term_renews_for_the_same_holder_even_after_local_expiry():
+    v = voter()
+    assert verdict(v, A, 1, now=0.0).granted
+    assert verdict(v, A, 1, now=3 * D, round_id=2).granted  # no higher term promised in between
+    assert not verdict(v, B, 1, now=3 * D).granted  # equal term, other holder
+
+
+def test_a_lower_term_is_refused_with_the_promised_term():
+    v = voter()
+    verdict(v, A, 5, now=0.0)
+    out = verdict(v, B, 3, now=2 * D)
+    assert not out.granted and out.promised == 5
+
+
+def test_durations_are_clamped_to_the_longest_lease():
+    v = voter()
+    assert verdict(v, A, 1, now=0.0, duration=5 * D).duration == D
+
+
+def test_a_grant_never_moves_earlier_for_its_holder():
+    v = voter()
+    verdict(v, A, 1, now=0.0, duration=D)
+    verdict(v, A, 1, now=1.0, round_id=2, duration=1.0)  # a shorter renewal
+    assert v.holder_of("s", D - 0.01) == A  # the first grant still runs
+    assert not verdict(v, B, 2, now=D - 0.01).granted
+
+
+def test_a_new_term_is_saved_once_and_a_renewal_not_at_all():
+    promises = MemoryPromises()
+    v = voter(promises)
+    saves = promises.saves
+    verdict(v, A, 1, now=0.0)
+    verdict(v, A, 1, now=1.0, round_id=2)
+    verdict(v, A, 1, now=2.0, round_id=3)
+    assert promises.saves == saves + 1
+
+
+def test_release_clears_the_grant_keeps_the_term_and_refuses_the_released_holder():
+    v = voter()
+    verdict(v, A, 1, now=0.0)
+    assert v.on_release(ReleaseRequest(A, "s", 1), now=1.0)
+    assert not verdict(v, A, 1, now=1.1, round_id=2).granted
+    assert verdict(v, B, 2, now=1.2).granted
+    assert not v.on_release(ReleaseRequest(A, "s", 1), now=1.3)  # nothing of A's to clear
+
+
+def test_a_restarted_voter_sits_out_one_lease_and_keeps_its_promises():
+    promises = MemoryPromises()
+    v = voter(promises, now=0.0)
+    verdict(v, A, 4, now=0.0)
+    again = voter(promises, now=100.0)
+    assert again.promised("s") == 4
+    assert not verdict(again, B, 5, now=100.0 + D - 0.01).granted
+    out = verdict(again, B, 5, now=100.0 + D)
+    assert out.granted and out.promised == 5
+    assert again.stats.sit_out_refusals == 1
+
+
+def test_a_fresh_voter_has_nothing_to_sit_out():
+    assert verdict(voter(now=0.0), A, 1, now=0.0).granted
+
+
+def test_a_voter_outside_its_own_configuration_grants_nothing():
+    v = LeaseVoter("v9", max_duration=D, promises=MemoryPromises(), now=0.0, config=CONFIG)
+    assert not verdict(v, A, 1, now=0.0).granted
+
+
+def test_a_voter_without_any_configuration_is_an_error():
+    with pytest.raises(VoterConfigError, match="no configuration"):
+        LeaseVoter("v1", max_duration=D, promises=MemoryPromises(), now=0.0)
+
+
+def test_a_failed_save_grants_nothing(caplog):
+    class Broken(MemoryPromises):
+        def save(self, state: PromiseState) -> None:
+            if state.terms:
+                raise OSError(28, "No space left on device")
+            super().save(state)
+
+    v = voter(Broken())
+    out = verdict(v, A, 1, now=0.0)
+    assert not out.granted and out.promised == 0
+    assert v.stats.persist_failures == 1
+    assert "could not store promised terms" in caplog.text
+
+
+def test_adopting_a_newer_configuration_inherits_promised_terms():
+    promises = MemoryPromises()
+    v = voter(promises)
+    assert v.adopt_config(CONFIG.with_added("v4"), {"s": 7, "t": 2})
+    assert v.promised("s") == 7 and v.promised("t") == 2
+    assert promises.load().config == VoterConfig(2, {"v1", "v2", "v3", "v4"})
+    assert not v.adopt_config(CONFIG, {})  # an older epoch is ignored
+
+
+def test_config_changes_are_one_member_at_a_time():
+    with pytest.raises(VoterConfigError):
+        CONFIG.with_added("v1")
+    with pytest.raises(VoterConfigError):
+        VoterConfig(1, {"only"}).with_removed("only")
+    assert CONFIG.majority == 2 and VoterConfig(1, {"a", "b", "c", "d", "e"}).majority == 3
+
+
+# ---------------------------------------------------------------- promise file
+
+
+def test_promise_file_round_trip(tmp_path):
+    path = tmp_path / "voter" / "promised.json"
+    store = FilePromises(path)
+    assert store.load() == PromiseState()
+    store.save(PromiseState({"s": 3}, CONFIG))
+    assert FilePromises(path).load() == PromiseState({"s": 3}, CONFIG)
+    assert not path.with_name("promised.json.tmp").exists()
+
+
+def test_a_damaged_promise_file_refuses_to_start_empty(tmp_path):
+    path = tmp_path / "promised.json"
+    path.write_text(json.dumps({"terms": {"s": -1}}))
+    with pytest.raises(PromiseFileError, match="fences could go backwards"):
+        FilePromises(path).load()
+    path.write_text("{not json")
+    with pytest.raises(PromiseFileError, match=str(path)):
+        FilePromises(path).load()
+
+
+# ---------------------------------------------------------------- candidate
+
+
+def reply(
+    voter_name: str,
+    holder: Holder,
+    out_request: LeaseRequest,
+    granted: bool,
+    promised: int | None = None,
+    duration: float = D,
+    config: VoterConfig = CONFIG,
+):
+    from leadership.quorum import Verdict
+
+    verdicts = tuple(
+        Verdict(
+            e.scope,
+            e.round_id,
+            e.term,
+            granted,
+            e.term if promised is None else promised,
+            duration if granted else 0.0,
+        )
+        for e in out_request.entries
+    )
+    return LeaseReply(voter_name, holder, config, verdicts)
+
+
+def test_a_majority_elects_until_start_plus_min_granted_times_the_drift_factor():
+    cand = LeaseCandidate(A, CONFIG, duration=D, max_drift=0.05)
+    out = cand.campaign(["s"], now=100.0)
+    assert out.targets == CONFIG.voters
+    req = out.message
+    assert isinstance(req, LeaseRequest)
+    assert cand.on_reply(reply("v1", A, req, True, duration=8.0), now=100.5).decisions == ()
+    (decision,) = cand.on_reply(reply("v2", A, req, True), now=101.0).decisions
+    assert isinstance(decision, Elected) and decision.term == 1
+    assert decision.deadline == pytest.approx(100.0 + 8.0 * 0.95 / 1.05)
+    assert cand.is_leader("s", decision.deadline - 1e-6)
+    assert not cand.is_leader("s", decision.deadline)
+
+
+def test_a_grant_for_another_round_or_holder_does_not_count():
+    cand = LeaseCandidate(A, CONFIG, duration=D)
+    first = cand.campaign(["s"], now=0.0).message
+    cand.abandon("s")
+    second = cand.campaign(["s"], now=1.0).message
+    assert isinstance(first, LeaseRequest) and isinstance(second, LeaseRequest)
+    late = reply("v1", A, first, True)
+    assert cand.on_reply(late, now=1.5).decisions == ()
+    assert cand.on_reply(reply("v2", B, second, True), now=1.6).decisions == ()
+    assert cand.foreign_replies == 1
+    assert cand.on_reply(reply("v2", A, second, True), now=1.7).decisions == ()  # one of three
+
+
+def test_a_quorum_that_lands_after_its_own_deadline_is_abandoned():
+    cand = LeaseCandidate(A, CONFIG, duration=D)
+    req = cand.campaign(["s"], now=0.0).message
+    assert isinstance(req, LeaseRequest)
+    cand.on_reply(reply("v1", A, req, True), now=5.0)
+    (decision,) = cand.on_reply(reply("v2", A, req, True), now=9.5).decisions
+    assert isinstance(decision, Abandoned)
+    assert not cand.is_leader("s", 9.5)
+
+
+def test_refusals_retry_above_the_promised_term():
+    cand = LeaseCandidate(A, CONFIG, duration=D)
+    req = cand.campaign(["s"], now=0.0).message
+    assert isinstance(req, LeaseRequest)
+    cand.on_reply(reply("v1", A, req, False, promised=7), now=0.1)
+    (decision,) = cand.on_reply(reply("v2", A, req, False, promised=3), now=0.2).decisions
+    assert isinstance(decision, Refused) and decision.promised == 7
+    again = cand.campaign(["s"], now=0.3).message
+    assert isinstance(again, LeaseRequest) and again.entries[0].term == 8
+
+
+def test_renewal_keeps_the_term_and_the_later_deadline():
+    cand = LeaseCandidate(A, CONFIG, duration=D, max_drift=0.0)
+    req = cand.campaign(["s"], now=0.0).message
+    for name in ("v1", "v2"):
+        cand.on_reply(reply(name, A, req, True), now=0.1)
+    out = cand.renew(["s"], now=5.0)
+    assert out is not None and isinstance(out.message, LeaseRequest)
+    assert out.message.entries[0].term == 1
+    cand.on_reply(reply("v1", A, out.message, True, duration=1.0), now=5.1)
+    (decision,) = cand.on_reply(reply("v2", A, out.message, True, duration=1.0), now=5.2).decisions
+    assert isinstance(decision, Renewed) and decision.deadline == pytest.approx(D)
+
+
+def test_a_late_renewal_restores_the_same_term():
+    cand = LeaseCandidate(A, CONFIG, duration=D, max_drift=0.0)
+    req = cand.campaign(["s"], now=0.0).message
+    for name in ("v1", "v2"):
+        cand.on_reply(reply(name, A, req, True), now=0.1)
+    out = cand.renew(["s"], now=9.0)
+    assert out is not None
+    cand.step_down("s")  # the lease ran out at 10 before the renewal landed
+    for name in ("v1", "v2"):
+        step = cand.on_reply(reply(name, A, out.message, True), now=10.5)  # type: ignore[arg-type]
+    (decision,) = step.decisions
+    assert isinstance(decision, Elected) and decision.restored and decision.term == 1
+
+
+def test_release_stops_believing_abandons_the_round_and_is_never_renewed():
+    cand = LeaseCandidate(A, CONFIG, duration=D)
+    req = cand.campaign(["s"], now=0.0).message
+    for name in ("v1", "v2"):
+        cand.on_reply(reply(name, A, req, True), now=0.1)
+    renewal = cand.renew(["s"], now=1.0)
+    out = cand.release("s")
+    assert out is not None and out.message == ReleaseRequest(A, "s", 1)
+    assert not cand.is_leader("s", 1.1)
+    assert renewal is not None
+    for name in ("v1", "v2"):
+        assert cand.on_reply(reply(name, A, renewal.message, True), now=1.2).decisions == ()  # type: ignore[arg-type]
+    assert cand.renew(["s"], now=1.3) is None
+
+
+def test_a_newer_configuration_in_a_reply_widens_the_round():
+    cand = LeaseCandidate(A, CONFIG, duration=D)
+    req = cand.campaign(["s"], now=0.0).message
+    newer = VoterConfig(2, {"v1", "v2", "v3", "v4"})
+    step = cand.on_reply(reply("v1", A, req, True, config=newer), now=0.1)
+    (widen,) = step.outbound
+    assert widen.targets == {"v4"}
+    step = cand.on_reply(reply("v2", A, req, True), now=0.2)
+    assert step.decisions == ()  # a majority of epoch 1, not yet of epoch 2 (needs 3 of 4)
+    (decision,) = cand.on_reply(reply("v3", A, req, True), now=0.3).decisions
+    assert isinstance(decision, Elected)
+    assert cand.config == newer
+
+
+def test_the_drift_factor_is_checked():
+    with pytest.raises(ValueError):
+        LeaseCandidate(A, CONFIG, duration=D, max_drift=1.0)
+    assert math.isinf(LeaseCandidate(A, CONFIG, duration=D).deadline("s"))
