@@ -14,6 +14,10 @@ the wire encoding. On the true time axis the checker holds:
 * **stale writes**: a :class:`~leadership.FenceGuard` in front of a resource never accepts a
   write of an older tenure after one of a newer tenure (writes may stall up to two leases).
 
+Reconfiguration variants add a proposer that changes the voter set one member at a time
+(:mod:`leadership.quorum.reconfig`) among six nodes, removing voters that are down and adding
+nodes that are up, while every node campaigns.
+
 Broken variants replace one rule (see :data:`VARIANTS`) to show the checker catches each.
 """
 
@@ -44,11 +48,22 @@ from leadership.quorum import (
     encode,
 )
 from leadership.quorum.candidate import RoundKind, _Round
-from leadership.quorum.wire import LeaseReply, LeaseRequest, ReleaseRequest, Verdict
+from leadership.quorum.reconfig import VoterSetProposer
+from leadership.quorum.wire import (
+    ConfigCommit,
+    ConfigCommitted,
+    ConfigPrepare,
+    ConfigPrepared,
+    LeaseReply,
+    LeaseRequest,
+    ReleaseRequest,
+    Verdict,
+)
 from leadership.tokens import Holder, LeadershipToken
 
 D = 10.0
 """The longest lease (voters clamp to it); every time below is a multiple of it."""
+PROPOSER = "proposer"
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -65,6 +80,11 @@ class Variant:
     candidate: type[LeaseCandidate] = LeaseCandidate
     guard: bool = True
     """Writes pass a FenceGuard; without one, stale writes from paused ex-leaders land."""
+    universe: int = 0
+    """Reconfiguration mode when > 0: this many nodes, the first ``voters`` of them voting."""
+    change_gap: bool = True
+    views: bool = True
+    """Replies carry the voter's configuration."""
     expect_safe: bool = True
     about: str = ""
 
@@ -81,6 +101,13 @@ class _TermOnlyReplies(LeaseCandidate):
 
     def _answers(self, verdict: Verdict, rnd: _Round) -> bool:
         return verdict.term == rnd.term
+
+
+class _NoGapProposer(VoterSetProposer):
+    """Broken: the next voter-set change may start as soon as one completes."""
+
+    def gap(self) -> float:
+        return 0.0
 
 
 class _WholeLease(LeaseCandidate):
@@ -119,6 +146,28 @@ VARIANTS = {
             candidate=_WholeLease,
             expect_safe=False,
             about="no drift factor: believes start + granted",
+        ),
+        Variant(
+            "reconfig",
+            universe=6,
+            horizon=30.0,
+            about="voter set changed one member at a time (prepare, commit, gap) among 6 nodes",
+        ),
+        Variant(
+            "reconfig-no-gap",
+            universe=6,
+            horizon=30.0,
+            change_gap=False,
+            expect_safe=False,
+            about="the next voter-set change starts as soon as one completes",
+        ),
+        Variant(
+            "reconfig-no-views",
+            universe=6,
+            horizon=30.0,
+            views=False,
+            expect_safe=False,
+            about="replies do not carry the voter's configuration",
         ),
         Variant(
             "unguarded",
@@ -216,11 +265,17 @@ class Schedule:
         self.hook_pause = 0.08 if on() < 0.5 else 0.0
         self.partition_rate = 0.05 if on() < 0.65 else 0.0
         self.scopes = [f"s{i}" for i in range(variant.scopes)]
-        names = [f"v{i}" for i in range(variant.voters)] + [f"c{i}" for i in range(variant.extra)]
-        self.config = VoterConfig(1, frozenset(names[: variant.voters]))
-        self.nodes = {
-            name: _Node(name, name in self.config.voters, MemoryPromises()) for name in names
-        }
+        if variant.universe:
+            names = [f"n{i}" for i in range(variant.universe)]
+        else:
+            names = [f"v{i}" for i in range(variant.voters)]
+            names += [f"c{i}" for i in range(variant.extra)]
+        self.bootstrap = VoterConfig(1, frozenset(names[: variant.voters]))
+        self.nodes = {name: _Node(name, self._votes(name), MemoryPromises()) for name in names}
+        proposer = VoterSetProposer if variant.change_gap else _NoGapProposer
+        self.proposer = proposer(self.bootstrap, max_duration=D, max_drift=variant.eps)
+        self.proposer_clock = _Clock(random.Random(rng.random()), 0.0, variant.eps)
+        self.up_since: dict[str, float] = dict.fromkeys(names, 0.0)
         self.groups: dict[str, int] | None = None
         self._partition_id = 0
         self.guard = FenceGuard()
@@ -251,6 +306,10 @@ class Schedule:
                 self._at(rng.expovariate(self.pause_rate / D), self._random_pause, node.name)
         if self.partition_rate:
             self._at(rng.expovariate(self.partition_rate / D), self._partition)
+        if variant.universe:
+            self.stats["config_changes"] = 0
+            self._at(0.1 * D, self._propose)
+            self._at(D, self._config_anti_entropy)
 
     # ---------------------------------------------------------------- plumbing
 
@@ -279,8 +338,55 @@ class Schedule:
             return self.rng.random() * 0.01 * D
         return self.rng.random() * 0.15 * D
 
+    def _votes(self, name: str) -> bool:
+        return bool(self.v.universe) or name in self.bootstrap.voters
+
     def _cut(self, a: str, b: str) -> bool:
         return self.groups is not None and self.groups[a] != self.groups[b]
+
+    # ---------------------------------------------------------------- the voter-set proposer
+
+    def _propose(self) -> None:
+        self._at(0.1 * D, self._propose)
+        now = self.proposer_clock.read(self.now)
+        proposer = self.proposer
+        if proposer.busy:
+            out = proposer.pending()
+            if out is not None:
+                for target in sorted(out.targets):
+                    self._send(PROPOSER, target, out.message)
+            return
+        if now < proposer.next_allowed or self.rng.random() < 0.5:
+            return
+        members = proposer.config.voters
+        up = [n for n, node in self.nodes.items() if node.up]
+        adds = [n for n in up if n not in members and self.now - self.up_since[n] >= D]
+        removes = sorted(n for n in members if not self.nodes[n].up)
+        if len(members) > 3 and self.rng.random() < 0.2:
+            removes = sorted(members)
+        choices = []
+        if adds and len(members) < 6:
+            choices.append(proposer.config.with_added(self.rng.choice(sorted(adds))))
+        if removes and len(members) > 3:
+            choices.append(proposer.config.with_removed(self.rng.choice(removes)))
+        if choices:
+            proposer.start(self.rng.choice(choices), now)
+            self.stats["config_changes"] += 1
+
+    def _proposer_receive(self, message: ConfigPrepared | ConfigCommitted) -> None:
+        if isinstance(message, ConfigPrepared):
+            self.proposer.on_prepared(message)
+        else:
+            self.proposer.on_committed(message, self.proposer_clock.read(self.now))
+
+    def _config_anti_entropy(self) -> None:
+        """Repeat the last completed change to every node, for those that missed it."""
+        self._at(D, self._config_anti_entropy)
+        proposer = self.proposer
+        commit = ConfigCommit(proposer.config, tuple(sorted(proposer.completed_terms.items())))
+        for name, node in self.nodes.items():
+            if node.up:
+                self._send(PROPOSER, name, commit)
 
     def _send(self, src: str, dst: str, message: Any) -> None:
         if self.rng.random() < self.p_loss or self._cut(src, dst):
@@ -296,6 +402,12 @@ class Schedule:
                 self._send(src, target, out.message)
 
     def _deliver(self, src: str, dst: str, payload: Any) -> None:
+        if dst == PROPOSER:
+            if not self._cut(src, dst):
+                message = decode(payload)
+                assert isinstance(message, ConfigPrepared | ConfigCommitted)
+                self._proposer_receive(message)
+            return
         node = self.nodes[dst]
         if self._cut(src, dst) or not node.up:
             return
@@ -312,7 +424,7 @@ class Schedule:
             if node.voter is None:
                 return
             reply = node.voter.on_request(message, now)
-            self._send(node.name, src, reply)
+            self._send(node.name, src, reply if self.v.views else attrs.evolve(reply, config=None))
             granted = any(v.granted for v in reply.verdicts)
             if granted and self.hook_crash and self.rng.random() < self.hook_crash:
                 self._at(self.rng.uniform(0, 0.02) * D, self._crash, node.name, node.gen, 0.03)
@@ -322,6 +434,14 @@ class Schedule:
         elif isinstance(message, LeaseReply):
             assert node.cand is not None
             self._apply(node, node.cand.on_reply(message, now))
+        elif isinstance(message, ConfigPrepare | ConfigCommit):
+            assert node.voter is not None and node.cand is not None
+            if isinstance(message, ConfigPrepare):
+                ack: ConfigPrepared | ConfigCommitted = node.voter.on_prepare(message)
+            else:
+                ack = node.voter.on_commit(message)
+            node.cand.learn_config(node.voter.config)
+            self._send(node.name, src, ack)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -332,20 +452,23 @@ class Schedule:
         node.clock = _Clock(random.Random(self.rng.random()), self.now, self.v.eps)
         now = self._local(node)
         holder = Holder(node.name, f"boot{node.boot}")
-        node.cand = self.v.candidate(holder, self.config, duration=D, max_drift=self.v.eps)
-        node.backoff = {}
-        node.tenure = {}
+        self.up_since[node.name] = self.now
+        bootstrap = config = self.bootstrap
         if node.is_voter:
             if not self.v.persist:
-                node.promises = MemoryPromises(PromiseState(config=self.config))
+                node.promises = MemoryPromises(PromiseState(config=bootstrap))
             node.voter = LeaseVoter(
                 node.name,
                 max_duration=D,
                 promises=node.promises,
                 now=now,
-                config=self.config,
+                config=bootstrap,
                 sit_out=None if self.v.sit_out else 0.0,
             )
+            config = node.voter.config
+        node.cand = self.v.candidate(holder, config, duration=D, max_drift=self.v.eps)
+        node.backoff = {}
+        node.tenure = {}
         self._at(self.rng.uniform(0, 0.1) * D, self._tick, node.name, node.gen)
 
     def _crash(self, name: str, gen: int, restart_within: float) -> None:
@@ -391,7 +514,7 @@ class Schedule:
             self._handle(node, src, payload)
 
     def _partition(self) -> None:
-        names = sorted(self.nodes)
+        names = [*sorted(self.nodes), PROPOSER]
         while True:
             groups = {n: self.rng.randrange(2) for n in names}
             if 0 < sum(groups.values()) < len(names):

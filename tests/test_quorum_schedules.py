@@ -15,7 +15,9 @@ from leadership.tokens import Holder
 from simulations.quorum_schedules import VARIANTS, D, _TermOnlyReplies, run_many, run_schedule
 
 
-@pytest.mark.parametrize(("variant", "seeds"), [("static3", 300), ("static5", 60)])
+@pytest.mark.parametrize(
+    ("variant", "seeds"), [("static3", 300), ("static5", 60), ("reconfig", 40)]
+)
 def test_every_rule_in_place_gives_no_violation(variant, seeds):
     failing, _kinds, results = run_many(variant, range(seeds))
     assert failing == 0, [v for r in results for v in r.violations][:3]

@@ -34,7 +34,7 @@ import attrs
 
 from ..tokens import Holder
 from .membership import VoterConfig
-from .wire import LeaseReply, LeaseRequest, ReleaseRequest, RoundEntry, Verdict
+from .wire import LeaseReply, LeaseRequest, Message, ReleaseRequest, RoundEntry, Verdict
 
 
 class RoundKind(enum.Enum):
@@ -47,7 +47,7 @@ class Outbound:
     """Send ``message`` to every voter in ``targets``."""
 
     targets: frozenset[str]
-    message: LeaseRequest | ReleaseRequest
+    message: Message
 
 
 @attrs.frozen
@@ -195,8 +195,8 @@ class LeaseCandidate:
         if reply.holder != self.holder:
             self.foreign_replies += 1
             return RoundStep()
-        if reply.config is not None and reply.config.epoch > self.config.epoch:
-            self.config = reply.config
+        if reply.config is not None:
+            self.learn_config(reply.config)
         decisions: list[Decision] = []
         widen: list[RoundEntry] = []
         widen_to: set[str] = set()
@@ -254,6 +254,11 @@ class LeaseCandidate:
             frozenset(set(self.config.voters) | asked),
             ReleaseRequest(self.holder, scope, st.term),
         )
+
+    def learn_config(self, config: VoterConfig) -> None:
+        """Use a newer voter configuration for the next rounds."""
+        if config.epoch > self.config.epoch:
+            self.config = config
 
     def observe_term(self, scope: str, term: int) -> None:
         """Learn of a term in use elsewhere (gossip, a reject); the next campaign goes above it."""

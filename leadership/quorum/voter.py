@@ -29,7 +29,16 @@ import attrs
 from ..tokens import Holder
 from .durable import PromiseState, PromiseStore
 from .membership import VoterConfig, VoterConfigError
-from .wire import LeaseReply, LeaseRequest, ReleaseRequest, Verdict
+from .wire import (
+    ConfigCommit,
+    ConfigCommitted,
+    ConfigPrepare,
+    ConfigPrepared,
+    LeaseReply,
+    LeaseRequest,
+    ReleaseRequest,
+    Verdict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +170,26 @@ class LeaseVoter:
         grant.expires = now
         return True
 
+    def on_prepare(self, prepare: ConfigPrepare) -> ConfigPrepared:
+        """Phase 1 of a change: store the new configuration durably, report promised terms."""
+        new = prepare.new
+        accepted = self.adopt_config(new, {})
+        terms = tuple(sorted(self._terms().items())) if accepted else ()
+        return ConfigPrepared(self.name, new.epoch, accepted, terms)
+
+    def on_commit(self, commit: ConfigCommit) -> ConfigCommitted:
+        """Phase 2: adopt the configuration and inherit the old majority's promised terms."""
+        ok = self.adopt_config(commit.config, dict(commit.terms))
+        return ConfigCommitted(self.name, commit.config.epoch, ok)
+
     def adopt_config(self, config: VoterConfig, terms: Mapping[str, int]) -> bool:
-        """Store a newer configuration and inherit promised terms from the old majority."""
-        if config.epoch < self.config.epoch:
+        """Store a configuration (newer, or the same again) and raise promised terms to ``terms``.
+
+        An older epoch, or the same epoch with other members, is refused: voters never go back.
+        """
+        if config.epoch < self.config.epoch or (
+            config.epoch == self.config.epoch and config != self.config
+        ):
             return False
         merged = self._terms()
         for scope, term in terms.items():

@@ -74,7 +74,47 @@ class ReleaseRequest:
     term: int
 
 
-Message = LeaseRequest | LeaseReply | ReleaseRequest
+@attrs.frozen
+class ConfigPrepare:
+    """Phase 1 of a voter-set change: old voters store ``new`` durably and report their terms."""
+
+    old: VoterConfig
+    new: VoterConfig
+
+
+@attrs.frozen
+class ConfigPrepared:
+    voter: str
+    epoch: int
+    accepted: bool
+    terms: tuple[tuple[str, int], ...]
+    """The voter's promised term per scope (the new voters inherit the maximum)."""
+
+
+@attrs.frozen
+class ConfigCommit:
+    """Phase 2: the new voters adopt ``config`` and raise their promised terms to ``terms``."""
+
+    config: VoterConfig
+    terms: tuple[tuple[str, int], ...]
+
+
+@attrs.frozen
+class ConfigCommitted:
+    voter: str
+    epoch: int
+    accepted: bool
+
+
+Message = (
+    LeaseRequest
+    | LeaseReply
+    | ReleaseRequest
+    | ConfigPrepare
+    | ConfigPrepared
+    | ConfigCommit
+    | ConfigCommitted
+)
 
 
 def encode(message: Message) -> list[Any]:
@@ -87,11 +127,7 @@ def encode(message: Message) -> list[Any]:
             [[e.scope, e.term, e.round_id, e.duration] for e in message.entries],
         ]
     if isinstance(message, LeaseReply):
-        config = (
-            None
-            if message.config is None
-            else [message.config.epoch, sorted(message.config.voters)]
-        )
+        config = None if message.config is None else _config_out(message.config)
         return [
             "lease-rep",
             message.voter,
@@ -102,7 +138,20 @@ def encode(message: Message) -> list[Any]:
                 for v in message.verdicts
             ],
         ]
-    return ["lease-rel", _holder_out(message.holder), message.scope, message.term]
+    if isinstance(message, ReleaseRequest):
+        return ["lease-rel", _holder_out(message.holder), message.scope, message.term]
+    if isinstance(message, ConfigPrepare):
+        return ["cfg-prep", _config_out(message.old), _config_out(message.new)]
+    if isinstance(message, ConfigPrepared):
+        terms = [list(t) for t in message.terms]
+        return ["cfg-prep-ack", message.voter, message.epoch, message.accepted, terms]
+    if isinstance(message, ConfigCommit):
+        return ["cfg-commit", _config_out(message.config), [list(t) for t in message.terms]]
+    return ["cfg-commit-ack", message.voter, message.epoch, message.accepted]
+
+
+def _config_out(config: VoterConfig) -> list[Any]:
+    return [config.epoch, sorted(config.voters)]
 
 
 def decode(data: object) -> Message:
@@ -132,7 +181,50 @@ def decode(data: object) -> Message:
         return ReleaseRequest(
             holder=_holder_in(data[1]), scope=_text(data[2], "scope"), term=_int(data[3], "term")
         )
+    if kind == "cfg-prep":
+        _arity(data, 3, kind)
+        return ConfigPrepare(old=_config_required(data[1]), new=_config_required(data[2]))
+    if kind == "cfg-prep-ack":
+        _arity(data, 5, kind)
+        return ConfigPrepared(
+            voter=_text(data[1], "voter"),
+            epoch=_int(data[2], "config epoch"),
+            accepted=_bool(data[3], "accepted"),
+            terms=_terms_in(data[4]),
+        )
+    if kind == "cfg-commit":
+        _arity(data, 3, kind)
+        return ConfigCommit(config=_config_required(data[1]), terms=_terms_in(data[2]))
+    if kind == "cfg-commit-ack":
+        _arity(data, 4, kind)
+        return ConfigCommitted(
+            voter=_text(data[1], "voter"),
+            epoch=_int(data[2], "config epoch"),
+            accepted=_bool(data[3], "accepted"),
+        )
     raise QuorumWireError(f"unknown quorum message kind {kind!r}")
+
+
+def _bool(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise QuorumWireError(f"{what} must be true or false")
+    return value
+
+
+def _config_required(value: object) -> VoterConfig:
+    config = _config_in(value)
+    if config is None:
+        raise QuorumWireError("config must be [epoch, [voters]]")
+    return config
+
+
+def _terms_in(value: object) -> tuple[tuple[str, int], ...]:
+    out = []
+    for item in _items(value, "terms"):
+        if not isinstance(item, list) or len(item) != 2:
+            raise QuorumWireError("a term entry is [scope, term]")
+        out.append((_text(item[0], "scope"), _int(item[1], "term")))
+    return tuple(out)
 
 
 def _holder_out(holder: Holder) -> list[str]:
