@@ -57,6 +57,8 @@ class Elected:
     scope: str
     term: int
     deadline: float
+    granted: float
+    """The shortest duration a voter of the quorum granted."""
     restored: bool = False
     """A renewal that landed after local expiry restored the same term."""
 
@@ -66,6 +68,7 @@ class Renewed:
     scope: str
     term: int
     deadline: float
+    granted: float
 
 
 @attrs.frozen
@@ -312,10 +315,11 @@ class LeaseCandidate:
                 return Abandoned(scope, rnd.term, rnd.kind)
             if believing:
                 st.deadline = max(st.deadline, deadline)
-                return Renewed(scope, rnd.term, st.deadline)
+                return Renewed(scope, rnd.term, st.deadline, rnd.min_granted)
             st.leader = True
             st.deadline = deadline
-            return Elected(scope, rnd.term, deadline, restored=rnd.kind is RoundKind.RENEW)
+            restored = rnd.kind is RoundKind.RENEW
+            return Elected(scope, rnd.term, deadline, rnd.min_granted, restored=restored)
         if any(c.out_of_reach(rnd.refusals) for c in rnd.configs):
             st.round = None
             lost = st.leader and st.max_seen > st.term

@@ -30,6 +30,7 @@ from ..tokens import Holder
 from .durable import PromiseState, PromiseStore
 from .membership import VoterConfig, VoterConfigError
 from .wire import (
+    READ_TERM,
     ConfigCommit,
     ConfigCommitted,
     ConfigPrepare,
@@ -111,6 +112,12 @@ class LeaseVoter:
             return None
         return grant.holder
 
+    def _remaining(self, scope: str, now: float) -> float:
+        grant = self._grants.get(scope)
+        if grant is None or grant.released or grant.expires <= now:
+            return 0.0
+        return min(grant.expires - now, self.max_duration)
+
     def in_config(self) -> bool:
         return self.name in self.config.voters
 
@@ -137,6 +144,8 @@ class LeaseVoter:
                 granted=ok,
                 promised=promised,
                 duration=duration if ok else 0.0,
+                holder=holder if ok else self.holder_of(entry.scope, now),
+                remaining=duration if ok else self._remaining(entry.scope, now),
             )
             decided.append((verdict, now + duration))
         if new_terms:
@@ -149,7 +158,7 @@ class LeaseVoter:
             if verdict.granted:
                 self._record(verdict, holder, expires, now)
                 self._granted += 1
-            else:
+            elif verdict.term != READ_TERM:
                 self._refused += 1
             verdicts.append(verdict)
         return LeaseReply(

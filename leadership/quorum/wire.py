@@ -28,6 +28,10 @@ class QuorumWireError(ValueError):
     """A quorum lease message that does not decode: wrong shape, type or range."""
 
 
+READ_TERM = 0
+"""A request entry at term 0 asks only who holds the scope: it is never granted."""
+
+
 @attrs.frozen
 class RoundEntry:
     """One scope in a request: a campaign (new term) or a renewal (same term) in one round."""
@@ -55,6 +59,10 @@ class Verdict:
     granted: bool
     promised: int
     duration: float
+    holder: Holder | None = None
+    """The holder of the voter's unexpired, unreleased grant for the scope after answering."""
+    remaining: float = 0.0
+    """How long that grant still runs on the voter's clock."""
 
 
 @attrs.frozen
@@ -134,7 +142,16 @@ def encode(message: Message) -> list[Any]:
             _holder_out(message.holder),
             config,
             [
-                [v.scope, v.round_id, v.term, v.granted, v.promised, v.duration]
+                [
+                    v.scope,
+                    v.round_id,
+                    v.term,
+                    v.granted,
+                    v.promised,
+                    v.duration,
+                    None if v.holder is None else _holder_out(v.holder),
+                    v.remaining,
+                ]
                 for v in message.verdicts
             ],
         ]
@@ -295,8 +312,10 @@ def _round_entry(value: object) -> RoundEntry:
 
 
 def _verdict(value: object) -> Verdict:
-    if not isinstance(value, list) or len(value) != 6 or not isinstance(value[3], bool):
-        raise QuorumWireError("a verdict is [scope, round, term, granted, promised, duration]")
+    if not isinstance(value, list) or len(value) != 8 or not isinstance(value[3], bool):
+        raise QuorumWireError(
+            "a verdict is [scope, round, term, granted, promised, duration, holder, remaining]"
+        )
     return Verdict(
         scope=_text(value[0], "scope"),
         round_id=_int(value[1], "round"),
@@ -304,4 +323,6 @@ def _verdict(value: object) -> Verdict:
         granted=value[3],
         promised=_int(value[4], "promised"),
         duration=_duration(value[5]),
+        holder=None if value[6] is None else _holder_in(value[6]),
+        remaining=_duration(value[7]),
     )

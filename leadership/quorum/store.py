@@ -1,0 +1,445 @@
+"""The quorum lease store: the protocol core over a :class:`~leadership.messenger.PeerMessenger`.
+
+A thin Trio shell. Each node runs one: its :class:`LeaseCandidate` asks the voters for the
+coordinator's leases, and its :class:`LeaseVoter` (when the node has promises to keep) answers
+other nodes. Every decision is the core's; the shell sends, waits with a bound and translates
+decisions into :class:`~leadership.store.LeaseResult` for the coordinator:
+
+* ``acquire`` is a campaign round, ``renew`` a renewal round at the same term (also after the
+  lease ran out locally: a renewal quorum then restores the term), ``release`` drops the term
+  and tells the voters, ``get`` asks the voters who holds the scope (a read at term 0).
+* Renewals that are due together go to each voter in one message.
+* A round that reaches no decision within ``round_timeout`` is abandoned (its late replies are
+  ignored) and answered ``STORE_UNAVAILABLE``; a caller's cancellation abandons it too.
+* A grant that lands after its own deadline is abandoned and released, never acted on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import cbor2
+import trio
+
+from ..clock import Clock
+from ..messenger import MessengerError, PeerMessenger
+from ..scopes import LeadershipScope
+from ..store import Lease, LeaseOutcome, LeaseResult
+from ..tokens import Holder
+from .candidate import Abandoned, Decision, Elected, LeaseCandidate, Outbound, Refused, Renewed
+from .durable import PromiseStore
+from .membership import VoterConfig
+from .voter import LeaseVoter
+from .wire import (
+    READ_TERM,
+    ConfigCommit,
+    ConfigPrepare,
+    LeaseReply,
+    LeaseRequest,
+    Message,
+    QuorumWireError,
+    ReleaseRequest,
+    RoundEntry,
+    decode,
+    encode,
+)
+
+log = logging.getLogger("leadership.quorum")
+
+MESSAGE_KIND = "leadership.quorum"
+"""The messenger request kind the voters serve."""
+CAMPAIGN_ATTEMPTS = 3
+"""Campaign rounds per ``acquire``: a refusal reporting a promised term at or above ours is
+retried above it at once (the candidate had not heard of that term)."""
+
+
+@attrs.define
+class _Waiter:
+    done: trio.Event = attrs.Factory(trio.Event)
+    decision: Decision | None = None
+
+
+@attrs.define
+class _Read:
+    config: VoterConfig
+    answered: set[str] = attrs.Factory(set)
+    best: tuple[int, Holder, float] | None = None
+    done: trio.Event = attrs.Factory(trio.Event)
+
+
+@attrs.define
+class QuorumStats:
+    rounds: int = 0
+    timeouts: int = 0
+    unanswered_requests: int = 0
+    bad_messages: int = 0
+    late_grants_released: int = 0
+
+
+class QuorumLeaseStore:
+    """:class:`~leadership.store.LeaseStore` whose arbiter is a majority of static voters."""
+
+    def __init__(
+        self,
+        messenger: PeerMessenger,
+        nursery: trio.Nursery,
+        *,
+        config: VoterConfig,
+        clock: Clock,
+        max_duration: float,
+        max_drift: float,
+        voter: LeaseVoter | None = None,
+        request_timeout: float = 1.0,
+        round_timeout: float = 2.0,
+    ) -> None:
+        self.messenger = messenger
+        self._nursery = nursery
+        self.config = config
+        self.clock = clock
+        self.max_duration = max_duration
+        self.max_drift = max_drift
+        self.voter = voter
+        self.request_timeout = request_timeout
+        self.round_timeout = round_timeout
+        self._candidate: LeaseCandidate | None = None
+        self._scopes: dict[str, LeadershipScope] = {}
+        self._waiters: dict[str, _Waiter] = {}
+        self._renewals: list[str] = []
+        self._reads: dict[int, _Read] = {}
+        self._next_read = 1
+        self.stats = QuorumStats()
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        messenger: PeerMessenger,
+        *,
+        config: VoterConfig,
+        clock: Clock,
+        max_duration: float,
+        max_drift: float = 0.05,
+        promises: PromiseStore | None = None,
+        request_timeout: float = 1.0,
+        round_timeout: float = 2.0,
+    ) -> AsyncIterator[QuorumLeaseStore]:
+        """Run a store (and, with ``promises``, this node's voter) until the block ends."""
+        voter = None
+        if promises is not None:
+            voter = LeaseVoter(
+                messenger.local_id,
+                max_duration=max_duration,
+                promises=promises,
+                now=clock.now(),
+                config=config,
+            )
+            config = voter.config if voter.config.epoch > config.epoch else config
+        async with trio.open_nursery() as nursery:
+            store = cls(
+                messenger,
+                nursery,
+                config=config,
+                clock=clock,
+                max_duration=max_duration,
+                max_drift=max_drift,
+                voter=voter,
+                request_timeout=request_timeout,
+                round_timeout=round_timeout,
+            )
+            messenger.serve(MESSAGE_KIND, store._serve)
+            try:
+                yield store
+            finally:
+                nursery.cancel_scope.cancel()
+
+    # ---------------------------------------------------------------- LeaseStore
+
+    async def acquire(
+        self, scope: LeadershipScope, holder: Holder, duration: float
+    ) -> LeaseResult:
+        cand = self._candidate_for(holder, duration)
+        key = scope.key
+        self._scopes[key] = scope
+        decision: Decision | None = None
+        for _ in range(CAMPAIGN_ATTEMPTS):
+            out = cand.campaign([key], self.clock.now())
+            decision = await self._round(key, out)
+            stale_term = isinstance(decision, Refused) and decision.promised >= decision.term
+            if not stale_term:
+                break  # retry at once only above a term a voter reported promised
+        return await self._result(scope, holder, decision, acquiring=True)
+
+    async def renew(
+        self, scope: LeadershipScope, holder: Holder, term: int, duration: float
+    ) -> LeaseResult:
+        cand = self._candidate_for(holder, duration)
+        key = scope.key
+        if cand.term(key) != term:
+            return LeaseResult(
+                LeaseOutcome.NOT_CURRENT_LEADER, detail=f"term {term} is not this holder's"
+            )
+        self._scopes[key] = scope
+        waiter = self._waiters[key] = _Waiter()
+        if not self._renewals:
+            self._nursery.start_soon(self._flush_renewals)
+        self._renewals.append(key)
+        decision = await self._wait(key, waiter)
+        return await self._result(scope, holder, decision, acquiring=False)
+
+    async def release(
+        self,
+        scope: LeadershipScope,
+        holder: Holder,
+        term: int,
+        *,
+        successor: str | None = None,
+        reserve: float = 0.0,
+    ) -> LeaseResult:
+        """Stop believing, abandon the round in flight, tell the voters (best effort, bounded).
+
+        A quorum store keeps no reservations: a transfer's successor campaigns like anyone,
+        and the voters arbitrate.
+        """
+        cand = self._candidate
+        if cand is None or cand.holder != holder or cand.term(scope.key) != term:
+            return LeaseResult(LeaseOutcome.NOT_CURRENT_LEADER, detail="not this holder's term")
+        out = cand.release(scope.key)
+        if out is not None:
+            with trio.move_on_after(self.request_timeout):
+                async with trio.open_nursery() as nursery:
+                    for target in sorted(out.targets):
+                        nursery.start_soon(self._ask, target, out.message)
+        return LeaseResult(LeaseOutcome.RELEASED)
+
+    async def get(self, scope: LeadershipScope) -> LeaseResult:
+        """Who holds ``scope``: the local lease, else the voters' answer (a read at term 0)."""
+        key = scope.key
+        self._scopes[key] = scope
+        cand = self._candidate
+        now = self.clock.now()
+        if cand is not None and cand.is_leader(key, now):
+            remaining = cand.deadline(key) - now
+            return LeaseResult(
+                LeaseOutcome.LEASE_HELD,
+                self._lease(scope, cand.holder, cand.term(key), remaining, remaining),
+            )
+        read_id = self._next_read
+        self._next_read += 1
+        read = self._reads[read_id] = _Read(self.config)
+        request = LeaseRequest(
+            Holder(self.messenger.local_id, "read"),
+            self.config.epoch,
+            (RoundEntry(key, READ_TERM, read_id, 0.0),),
+        )
+        try:
+            for target in sorted(self.config.voters):
+                self._nursery.start_soon(self._ask, target, request)
+            with trio.move_on_after(self.round_timeout):
+                await read.done.wait()
+        finally:
+            del self._reads[read_id]
+        if not read.done.is_set():
+            self.stats.timeouts += 1
+            return LeaseResult(LeaseOutcome.STORE_UNAVAILABLE, detail="no voter majority answered")
+        if read.best is None:
+            return LeaseResult(LeaseOutcome.VACANT)
+        term, holder, remaining = read.best
+        return LeaseResult(
+            LeaseOutcome.LEASE_HELD, self._lease(scope, holder, term, remaining, remaining)
+        )
+
+    # ---------------------------------------------------------------- rounds
+
+    def _candidate_for(self, holder: Holder, duration: float) -> LeaseCandidate:
+        cand = self._candidate
+        if cand is None or cand.holder != holder:
+            cand = self._candidate = LeaseCandidate(
+                holder,
+                self.config,
+                duration=min(duration, self.max_duration),
+                max_drift=self.max_drift,
+            )
+        return cand
+
+    async def _round(self, key: str, out: Outbound) -> Decision | None:
+        waiter = self._waiters[key] = _Waiter()
+        self._dispatch(out)
+        return await self._wait(key, waiter)
+
+    async def _wait(self, key: str, waiter: _Waiter) -> Decision | None:
+        self.stats.rounds += 1
+        try:
+            with trio.move_on_after(self.round_timeout):
+                await waiter.done.wait()
+        finally:
+            if self._waiters.get(key) is waiter:
+                del self._waiters[key]
+            if waiter.decision is None and self._candidate is not None:
+                self._candidate.abandon(key)  # late replies to it are ignored from now on
+        if waiter.decision is None:
+            self.stats.timeouts += 1
+        return waiter.decision
+
+    async def _flush_renewals(self) -> None:
+        """Send every renewal due in this scheduling batch in one message per voter."""
+        await trio.lowlevel.checkpoint()
+        keys, self._renewals = self._renewals, []
+        cand = self._candidate
+        if cand is None:
+            return
+        out = cand.renew(keys, self.clock.now())
+        if out is not None:
+            self._dispatch(out)
+
+    def _dispatch(self, out: Outbound) -> None:
+        for target in sorted(out.targets):
+            self._nursery.start_soon(self._ask, target, out.message)
+
+    async def _ask(self, target: str, message: Message) -> None:
+        """Send one message to one voter (this node's own voter without the network)."""
+        if target == self.messenger.local_id and self.voter is not None:
+            answer = self._answer(message)
+        else:
+            payload = cbor2.dumps(encode(message))
+            try:
+                raw = await self.messenger.request(
+                    target, MESSAGE_KIND, payload, timeout=self.request_timeout
+                )
+            except MessengerError:
+                self.stats.unanswered_requests += 1
+                return
+            if not raw:
+                return
+            try:
+                answer = decode(cbor2.loads(raw))
+            except (QuorumWireError, cbor2.CBORDecodeError, ValueError) as exc:
+                self._bad(target, exc)
+                return
+        if isinstance(answer, LeaseReply):
+            self._take_reply(answer)
+
+    def _take_reply(self, reply: LeaseReply) -> None:
+        if reply.holder.boot_id == "read" and reply.holder.node_id == self.messenger.local_id:
+            self._take_read(reply)
+            return
+        cand = self._candidate
+        if cand is None:
+            return
+        step = cand.on_reply(reply, self.clock.now())
+        for out in step.outbound:
+            self._dispatch(out)
+        for decision in step.decisions:
+            waiter = self._waiters.get(decision.scope)
+            if waiter is not None and waiter.decision is None:
+                waiter.decision = decision
+                waiter.done.set()
+            elif isinstance(decision, Abandoned | Elected):
+                # nobody waits any more (timed out, cancelled): give the term back
+                self._release_unwanted(decision.scope)
+
+    def _take_read(self, reply: LeaseReply) -> None:
+        for verdict in reply.verdicts:
+            read = self._reads.get(verdict.round_id)
+            if read is None:
+                continue
+            read.answered.add(reply.voter)
+            if verdict.holder is not None and verdict.remaining > 0:
+                seen = (verdict.promised, verdict.holder, verdict.remaining)
+                if read.best is None or seen[0] > read.best[0]:
+                    read.best = seen
+            if read.config.has_majority(read.answered):
+                read.done.set()
+
+    def _release_unwanted(self, key: str) -> None:
+        cand = self._candidate
+        if cand is None:
+            return
+        out = cand.release(key)
+        if out is not None:
+            self.stats.late_grants_released += 1
+            self._dispatch(out)
+
+    async def _result(
+        self, scope: LeadershipScope, holder: Holder, decision: Decision | None, *, acquiring: bool
+    ) -> LeaseResult:
+        if isinstance(decision, Elected | Renewed):
+            return LeaseResult(
+                LeaseOutcome.GRANTED,
+                self._lease(scope, holder, decision.term, decision.granted, decision.granted),
+            )
+        if isinstance(decision, Refused):
+            if acquiring:
+                return LeaseResult(
+                    LeaseOutcome.LEASE_HELD,
+                    detail=f"a voter majority refused term {decision.term} "
+                    f"(highest promised {decision.promised})",
+                )
+            return LeaseResult(
+                LeaseOutcome.NOT_CURRENT_LEADER,
+                detail=f"voters promised term {decision.promised} above {decision.term}",
+            )
+        if isinstance(decision, Abandoned):
+            self._release_unwanted(scope.key)
+            return LeaseResult(
+                LeaseOutcome.LEASE_EXPIRED, detail="the quorum answered after the lease's deadline"
+            )
+        return LeaseResult(
+            LeaseOutcome.STORE_UNAVAILABLE,
+            detail=f"no voter majority answered within {self.round_timeout:g} s",
+        )
+
+    def _lease(
+        self, scope: LeadershipScope, holder: Holder, term: int, duration: float, remaining: float
+    ) -> Lease:
+        return Lease(
+            scope_id=scope.scope_id,
+            scope_kind=scope.kind,
+            holder=holder,
+            term=term,
+            fence_token=term,
+            duration=duration,
+            remaining=max(0.0, remaining),
+            age=0.0,
+            labels=scope.labels,
+        )
+
+    # ---------------------------------------------------------------- the voter side
+
+    async def _serve(self, sender: str, payload: bytes) -> bytes:
+        """Answer another node's request; the holder comes from the payload, never the sender."""
+        try:
+            message = decode(cbor2.loads(payload))
+        except (QuorumWireError, cbor2.CBORDecodeError, ValueError) as exc:
+            self._bad(sender, exc)
+            raise
+        answer = self._answer(message)
+        return b"" if answer is None else cbor2.dumps(encode(answer))
+
+    def _answer(self, message: Message) -> Message | None:
+        voter = self.voter
+        if voter is None:
+            return None
+        now = self.clock.now()
+        if isinstance(message, LeaseRequest):
+            return voter.on_request(message, now)
+        if isinstance(message, ReleaseRequest):
+            voter.on_release(message, now)
+            return None
+        if isinstance(message, ConfigPrepare):
+            return voter.on_prepare(message)
+        if isinstance(message, ConfigCommit):
+            return voter.on_commit(message)
+        return None
+
+    def _bad(self, peer: str, exc: Exception) -> None:
+        self.stats.bad_messages += 1
+        log.debug(
+            "dropped a quorum message from %s: %s (a peer of another version, or damage)",
+            peer,
+            exc,
+            extra={"peer": peer, "error": str(exc)},
+        )
+

@@ -1,0 +1,189 @@
+"""The quorum lease store over a messenger: voters in other nodes, bounded rounds, and real
+coordinators electing through it (in one process, under a mock clock)."""
+
+from __future__ import annotations
+
+import collections
+from contextlib import AsyncExitStack
+
+import pytest
+import trio
+import trio.testing
+
+from leadership import LeadershipConfig, LeadershipCoordinator, LeadershipScope, LeaseOutcome
+from leadership.clock import TrioTime
+from leadership.quorum import MemoryPromises, VoterConfig
+from leadership.quorum.store import MESSAGE_KIND, QuorumLeaseStore
+from leadership.testing import LocalMesh, LocalMessenger
+from leadership.tokens import Holder
+
+D = 8.0
+VOTERS = VoterConfig(1, {"v1", "v2", "v3"})
+SCOPE = LeadershipScope.custom("orders")
+
+
+class CountingMessenger(LocalMessenger):
+    """Counts requests by target, so tests can see batching."""
+
+    sent: collections.Counter[str]
+
+    async def request(self, node_id: str, kind: str, payload: bytes, *, timeout: float) -> bytes:
+        self.sent[node_id] += 1
+        return await super().request(node_id, kind, payload, timeout=timeout)
+
+
+async def open_stores(stack: AsyncExitStack, mesh: LocalMesh, names: list[str], **kw):
+    stores: dict[str, QuorumLeaseStore] = {}
+    for name in names:
+        mesh.add(name)
+        messenger = CountingMessenger(mesh, name)
+        messenger.sent = collections.Counter()
+        promises = MemoryPromises() if name in VOTERS.voters else None
+        stores[name] = await stack.enter_async_context(
+            QuorumLeaseStore.open(
+                messenger,
+                config=VOTERS,
+                clock=TrioTime(),
+                max_duration=D,
+                promises=promises,
+                **kw,
+            )
+        )
+    return stores
+
+
+@pytest.fixture
+def clock():
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+async def test_one_holder_at_a_time_and_everyone_can_read_it():
+    mesh = LocalMesh()
+    async with AsyncExitStack() as stack:
+        stores = await open_stores(stack, mesh, ["v1", "v2", "v3", "c1"])
+        a, b = Holder("c1", "boot-1"), Holder("v2", "boot-1")
+        won = await stores["c1"].acquire(SCOPE, a, D)
+        assert won.outcome is LeaseOutcome.GRANTED and won.lease is not None
+        assert won.lease.term == won.lease.fence_token == 1 and won.lease.duration == D
+        lost = await stores["v2"].acquire(SCOPE, b, D)
+        assert lost.outcome is LeaseOutcome.LEASE_HELD
+        read = await stores["v3"].get(SCOPE)
+        assert read.outcome is LeaseOutcome.LEASE_HELD and read.lease is not None
+        assert read.lease.holder == a and read.lease.term == 1
+
+
+async def test_renewals_keep_the_term_and_travel_together():
+    mesh = LocalMesh()
+    scopes = [LeadershipScope.shard("orders", str(i)) for i in range(5)]
+    async with AsyncExitStack() as stack:
+        stores = await open_stores(stack, mesh, ["v1", "v2", "v3", "c1"])
+        store, holder = stores["c1"], Holder("c1", "boot-1")
+        for scope in scopes:
+            assert (await store.acquire(scope, holder, D)).outcome is LeaseOutcome.GRANTED
+        sent_before = dict(store.messenger.sent)  # type: ignore[attr-defined]
+        results: list[LeaseOutcome] = []
+
+        async def renew(scope: LeadershipScope) -> None:
+            results.append((await store.renew(scope, holder, 1, D)).outcome)
+
+        async with trio.open_nursery() as nursery:
+            for scope in scopes:
+                nursery.start_soon(renew, scope)
+        assert results == [LeaseOutcome.GRANTED] * 5
+        sent = store.messenger.sent  # type: ignore[attr-defined]
+        assert {v: sent[v] - sent_before.get(v, 0) for v in ("v1", "v2", "v3")} == {
+            "v1": 1, "v2": 1, "v3": 1
+        }
+
+
+async def test_a_cut_off_holder_gets_no_answer_and_the_scope_moves_on_after_expiry(clock):
+    mesh = LocalMesh()
+    async with AsyncExitStack() as stack:
+        stores = await open_stores(stack, mesh, ["v1", "v2", "v3", "c1", "c2"], round_timeout=1.0)
+        a, b = Holder("c1", "x"), Holder("c2", "y")
+        assert (await stores["c1"].acquire(SCOPE, a, D)).outcome is LeaseOutcome.GRANTED
+        mesh.unreachable.add("c1")
+        t0 = trio.current_time()
+        renewed = await stores["c1"].renew(SCOPE, a, 1, D)
+        assert renewed.outcome is LeaseOutcome.STORE_UNAVAILABLE
+        assert trio.current_time() - t0 == pytest.approx(1.0)
+        early = await stores["c2"].acquire(SCOPE, b, D)
+        assert early.outcome is LeaseOutcome.LEASE_HELD  # the voters still hold c1's grant
+        await trio.sleep(D)
+        taken = await stores["c2"].acquire(SCOPE, b, D)
+        assert taken.outcome is LeaseOutcome.GRANTED and taken.lease is not None
+        assert taken.lease.term > 1
+
+
+async def test_release_frees_the_scope_at_once():
+    mesh = LocalMesh()
+    async with AsyncExitStack() as stack:
+        stores = await open_stores(stack, mesh, ["v1", "v2", "v3", "c1", "c2"])
+        a, b = Holder("c1", "x"), Holder("c2", "y")
+        await stores["c1"].acquire(SCOPE, a, D)
+        assert (await stores["c1"].release(SCOPE, a, 1)).outcome is LeaseOutcome.RELEASED
+        assert (await stores["c2"].get(SCOPE)).outcome is LeaseOutcome.VACANT
+        assert (await stores["c2"].acquire(SCOPE, b, D)).outcome is LeaseOutcome.GRANTED
+        again = await stores["c1"].renew(SCOPE, a, 1, D)
+        assert again.outcome is not LeaseOutcome.GRANTED
+
+
+async def test_hostile_payloads_are_refused_and_counted(caplog):
+    mesh = LocalMesh()
+    async with AsyncExitStack() as stack:
+        stores = await open_stores(stack, mesh, ["v1", "v2", "v3"])
+        for junk in (b"", b"\xff\x00", b"\x83\x01\x02\x03"):
+            with pytest.raises(Exception):  # noqa: B017 - the messenger turns it into MessengerError
+                await stores["v1"]._serve("mallory", junk)
+        assert stores["v1"].stats.bad_messages == 3
+        assert MESSAGE_KIND
+
+
+async def test_coordinators_elect_one_leader_and_fail_over_with_a_higher_fence(clock):
+    mesh = LocalMesh()
+    names = ["v1", "v2", "v3", "c1"]
+    async with AsyncExitStack() as stack:
+        stores = await open_stores(stack, mesh, names)
+        coordinators: dict[str, LeadershipCoordinator] = {}
+        scopes: dict[str, trio.CancelScope] = {}
+        async with trio.open_nursery() as nursery:
+
+            async def run(name: str, task_status=trio.TASK_STATUS_IGNORED) -> None:
+                config = LeadershipConfig(
+                    node_id=name, scopes=(SCOPE,), lease_duration=D, max_clock_drift=0.05
+                )
+                with trio.CancelScope() as cs:
+                    scopes[name] = cs
+                    async with LeadershipCoordinator.open(
+                        config, stores[name], mesh.view(name), boot_id=f"{name}-1"
+                    ) as coord:
+                        coordinators[name] = coord
+                        task_status.started()
+                        await trio.sleep_forever()
+
+            for name in names:
+                await nursery.start(run, name)
+            samples = 0
+            with trio.fail_after(30):
+                while not any(c.is_leader(SCOPE.scope_id) for c in coordinators.values()):
+                    await trio.sleep(0.05)
+            for _ in range(400):  # 20 virtual seconds, sampled every 50 ms
+                leaders = [n for n, c in coordinators.items() if c.is_leader(SCOPE.scope_id)]
+                assert len(leaders) <= 1, leaders
+                samples += bool(leaders)
+                await trio.sleep(0.05)
+            assert samples > 350  # renewals keep it
+            (first,) = [n for n, c in coordinators.items() if c.is_leader(SCOPE.scope_id)]
+            fence = coordinators[first].election(SCOPE.scope_id).token.fence_token  # type: ignore[union-attr]
+            coordinators.pop(first).crash()
+            scopes.pop(first).cancel()
+            mesh.set_status(first, "dead")
+            with trio.fail_after(60):
+                while not any(c.is_leader(SCOPE.scope_id) for c in coordinators.values()):
+                    leaders = [n for n, c in coordinators.items() if c.is_leader(SCOPE.scope_id)]
+                    assert len(leaders) <= 1
+                    await trio.sleep(0.05)
+            (second,) = [n for n, c in coordinators.items() if c.is_leader(SCOPE.scope_id)]
+            token = coordinators[second].election(SCOPE.scope_id).token
+            assert token is not None and token.fence_token > fence
+            nursery.cancel_scope.cancel()
