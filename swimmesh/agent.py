@@ -40,6 +40,7 @@ from .clock import TrioClock
 from .config import ConfigError, MeshConfig, format_address, parse_address
 from .control import build_app
 from .crypto import Keyring, KeyringError, Sealer, decode_key, encode_key, save_atomic
+from .errors import SwimmeshError
 from .events import MemberEventKind
 from .metrics import node_registry
 from .peer_health import publish_backpressure, record_membership
@@ -54,7 +55,7 @@ KEYS_KIND = "swimmesh.keys"
 SNAPSHOT_INTERVAL = 30.0
 
 
-class AgentError(Exception):
+class AgentError(SwimmeshError):
     """A reason the agent cannot start (printed as one line; exit code 1)."""
 
 

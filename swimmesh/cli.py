@@ -26,6 +26,7 @@ from . import __version__
 from .agentconfig import load_settings, parse_duration
 from .config import PRESETS, ConfigError, MeshConfig
 from .crypto import KeyringError, decode_key, encode_key, generate_key
+from .errors import SwimmeshError
 from .logs import setup_logging
 from .member import Member, MemberStatus
 
@@ -33,7 +34,7 @@ EXIT_OK, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2
 DEFAULT_URL = "http://127.0.0.1:7947"
 
 
-class CliError(Exception):
+class CliError(SwimmeshError):
     def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
         super().__init__(message)
         self.code = code
