@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import cbor2
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
@@ -29,7 +28,6 @@ from leadership import LeadershipCoordinator
 from peerhealth import (
     BackpressureDiagnostics,
     BackpressureMonitor,
-    LeaseHealthRenderer,
     PeerHealthCollector,
     PeerHealthSnapshotProvider,
     PeerLeaseHealthTracker,
@@ -39,19 +37,20 @@ from .agentconfig import AgentSettings
 from .clock import TrioClock
 from .config import ConfigError, MeshConfig, format_address, parse_address
 from .control import build_app
-from .crypto import Keyring, KeyringError, Sealer, decode_key, encode_key, save_atomic
+from .crypto import Sealer, save_atomic
 from .errors import SwimmeshError
 from .events import MemberEventKind
+from .keys import ClusterKeys, keyring_path, open_keyring
+from .member import Member
 from .metrics import node_registry
 from .peer_health import publish_backpressure, record_membership
-from .runtime import JoinError, MeshNode, RequestError
+from .runtime import JoinError, MeshNode
 from .transport.net import NetOptions, NetTransport
 from .transport.sealed import SealedTransport
 from .transport.tls import TlsPolicy
 
 log = logging.getLogger("swimmesh.agent")
 
-KEYS_KIND = "swimmesh.keys"
 SNAPSHOT_INTERVAL = 30.0
 
 
@@ -66,25 +65,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _keyring(settings: AgentSettings) -> tuple[Keyring | None, Path | None]:
-    path: Path | None = None
-    if settings.keyring_file:
-        path = Path(settings.keyring_file)
-    elif settings.data_dir:
-        path = Path(settings.data_dir) / "keyring.json"
-    if path is not None and path.exists():
-        ring = Keyring.load(path)
-        if settings.key:
-            ring.install(decode_key(settings.key))
-        return ring, path
-    if settings.key:
-        ring = Keyring([decode_key(settings.key)])
-        if path is not None:
-            ring.save(path)
-        return ring, path
-    return None, path
 
 
 def _tls(settings: AgentSettings) -> TlsPolicy | None:
@@ -132,25 +112,22 @@ def _tls(settings: AgentSettings) -> TlsPolicy | None:
 
 
 class Agent:
-    """The running agent; the control plane reads and acts through it."""
+    """The running agent; it serves the control plane as its :class:`ControlHost`."""
 
     def __init__(
         self,
         settings: AgentSettings,
         node: MeshNode,
-        keyring: Keyring | None,
-        keyring_path: Path | None,
+        keys: ClusterKeys,
         drops: Callable[[], dict[str, int]],
     ) -> None:
         self.settings = settings
         self.node = node
-        self.keyring = keyring
-        self.keyring_path = keyring_path
+        self.keys = keys
         self.control_token = settings.control_token
         self.registry = node_registry(node, drops)
         self.tracker = PeerLeaseHealthTracker()
         self.health_providers: list[PeerHealthSnapshotProvider] = [self.tracker]
-        self.lease_health_renderer = LeaseHealthRenderer()
         self.backpressure = BackpressureMonitor()
         self.backpressure_diagnostics = BackpressureDiagnostics()
         self.backpressure.add_listener(self.backpressure_diagnostics)
@@ -161,7 +138,13 @@ class Agent:
         self.shutdown = trio.Event()
         self.shutdown_reason = ""
         self._clock = TrioClock()
-        node.register_request_handler(KEYS_KIND, self._on_key_request)
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    def members(self) -> list[Member]:
+        return self.node.members()
 
     def clock_now(self) -> float:
         return self._clock.now()
@@ -177,65 +160,6 @@ class Agent:
         if not self.shutdown.is_set():
             self.shutdown_reason = reason
             self.shutdown.set()
-
-    # -- keys ------------------------------------------------------------------------------
-
-    def keys_json(self) -> dict[str, Any]:
-        if self.keyring is None:
-            return {"encrypted": False, "keys": [], "primary": None}
-        return {
-            "encrypted": True,
-            "primary": encode_key(self.keyring.primary),
-            "keys": [encode_key(k) for k in self.keyring.keys],
-        }
-
-    def apply_key_op(self, op: str, key: bytes) -> None:
-        if self.keyring is None:
-            raise KeyringError("gossip encryption is not enabled on this node")
-        if op == "install":
-            self.keyring.install(key)
-        elif op == "use":
-            self.keyring.use(key)
-        elif op == "remove":
-            self.keyring.remove(key)
-        else:
-            raise KeyringError(f"unknown key operation {op!r}")
-        if self.keyring_path is not None:
-            self.keyring.save(self.keyring_path)
-        log.info("keyring changed", extra={"node": self.node.name, "op": op})
-
-    async def _on_key_request(self, source: tuple[str, int], payload: bytes) -> bytes:
-        body = cbor2.loads(payload)
-        if (
-            not isinstance(body, dict)
-            or not isinstance(body.get("op"), str)
-            or not isinstance(body.get("key"), bytes)
-        ):
-            raise KeyringError("malformed key request")
-        self.apply_key_op(body["op"], body["key"])
-        return b"ok"
-
-    async def cluster_key_op(self, op: str, key: bytes) -> dict[str, Any]:
-        """Apply a key operation on every alive member (this one first), like ``serf keys``."""
-        failed: dict[str, str] = {}
-        try:
-            self.apply_key_op(op, key)
-        except KeyringError as exc:
-            return {"op": op, "members": 1, "succeeded": 0, "failed": {self.node.name: str(exc)}}
-        others = [m.name for m in self.node.alive_members() if m.name != self.node.name]
-        payload = cbor2.dumps({"op": op, "key": key})
-
-        async def one(name: str) -> None:
-            try:
-                await self.node.request(name, KEYS_KIND, payload, timeout=5.0)
-            except RequestError as exc:
-                failed[name] = str(exc)
-
-        async with trio.open_nursery() as nursery:
-            for name in others:
-                nursery.start_soon(one, name)
-        total = len(others) + 1
-        return {"op": op, "members": total, "succeeded": total - len(failed), "failed": failed}
 
     # -- snapshot --------------------------------------------------------------------------
 
@@ -283,10 +207,13 @@ async def run_agent(
     settings: AgentSettings,
     *,
     announce: Callable[[dict[str, Any]], None] | None = None,
+    install_key: bool = False,
 ) -> str:
-    """Run until a signal or a leave request; return why it stopped."""
+    """Run until a signal or a leave request; return why it stopped. ``install_key`` lets a
+    ``--key`` that an existing keyring file does not hold into it (see :func:`open_keyring`)."""
     config = build_config(settings)
-    keyring, keyring_path = _keyring(settings)
+    ring_path = keyring_path(settings.keyring_file, settings.data_dir)
+    keyring = open_keyring(settings.key, ring_path, install_key=install_key)
     if keyring is None and not settings.insecure and not is_loopback(config.bind[0]):
         raise AgentError(
             f"refusing to bind {format_address(config.bind)} without a gossip key: give --key or "
@@ -321,7 +248,8 @@ async def run_agent(
             return out
 
         async with MeshNode.open(config, transport) as node, trio.open_nursery() as nursery:
-            agent = Agent(settings, node, keyring, keyring_path, drops)
+            keys = ClusterKeys(node, keyring, ring_path)
+            agent = Agent(settings, node, keys, drops)
             hc = HypercornConfig()
             hc.bind = [format_address(control)]
             hc.accesslog = None
