@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,23 @@ class Agent:
             return []
 
 
+def _check_bindable(address: tuple[str, int]) -> None:
+    """Fail with one line naming the control address when it cannot be served, before anything
+    starts (hypercorn would fail later, inside its nursery, with a long traceback)."""
+    if address[1] == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(infos[0][4])
+    except OSError as exc:
+        raise AgentError(
+            f"cannot serve the control plane on {format_address(address)}: "
+            f"{exc.strerror or exc}; stop whatever holds it or pick another --control HOST:PORT"
+        ) from None
+
+
 def build_config(settings: AgentSettings) -> MeshConfig:
     config = settings.mesh_config(default_name=f"mesh-{socket.gethostname()}")
     host = config.bind[0]
@@ -229,7 +247,17 @@ async def run_agent(
             "in one process until then",
             extra={"scopes": len(settings.leadership.scopes)},
         )
-    async with NetTransport.open(config.bind, NetOptions(tls=tls)) as net:
+    _check_bindable(control)
+    async with AsyncExitStack() as stack:
+        try:
+            net = await stack.enter_async_context(
+                NetTransport.open(config.bind, NetOptions(tls=tls))
+            )
+        except OSError as exc:
+            raise AgentError(
+                f"cannot bind the gossip address {format_address(config.bind)} (UDP and TCP): "
+                f"{exc.strerror or exc}; stop whatever holds it or pick another --bind HOST:PORT"
+            ) from None
         if config.bind[1] == 0:  # an ephemeral port: advertise the one we got
             bound = net.local_address
             adv = config.advertise or (config.bind[0], bound[1])

@@ -297,3 +297,54 @@ async def test_metrics_serve_the_node_and_peer_health_families(
         assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain")
         assert "omnirelay_peer_lease_healthy" in reply.text
         assert "mesh_gossip_members" in reply.text
+
+
+# -- the agent's --data-dir: peer snapshot and keyring file -------------------------------------
+
+
+async def test_the_data_dir_snapshot_lists_alive_peers_and_survives_bad_files(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with plane() as p:
+        a = await p.add("a")
+        await p.add("b")
+        await p.add("c")
+        await formed(p, 3)
+        a.settings.data_dir = str(tmp_path)
+        a.save_snapshot()
+        saved = json.loads((tmp_path / "peers.json").read_text())
+        assert saved == {"node": "a", "peers": ["b:7946", "c:7946"]}
+        assert a.load_snapshot() == ["b:7946", "c:7946"]
+        (tmp_path / "peers.json").write_text('{"peers": ["no port here"]}')
+        assert a.load_snapshot() == []  # unreadable: logged and ignored, never a crash
+        (tmp_path / "peers.json").write_text("not json")
+        assert a.load_snapshot() == []
+        a.settings.data_dir = None
+        a.save_snapshot()  # no data dir: nothing to write
+        assert a.load_snapshot() == []
+
+
+def test_a_new_keyring_file_is_written_from_key_and_then_is_the_truth(tmp_path: Path) -> None:
+    from swimmesh.crypto import KeyringError
+    from swimmesh.keys import keyring_path, open_keyring
+
+    path = keyring_path(None, str(tmp_path))
+    assert path == tmp_path / "keyring.json"
+    assert keyring_path(str(tmp_path / "ring.json"), str(tmp_path)) == tmp_path / "ring.json"
+    assert open_keyring(None, path) is None and not path.exists()
+    old, new = generate_key(), generate_key()
+    ring = open_keyring(encode_key(old), path)
+    assert ring is not None and json.loads(path.read_text()) == [encode_key(old)]
+    # The cluster rotated: the file now holds only the new key.
+    Keyring([new]).save(path)
+    with pytest.raises(KeyringError, match="is not in the keyring file") as refused:
+        open_keyring(encode_key(old), path)
+    assert "--install-key" in str(refused.value)
+    assert json.loads(path.read_text()) == [encode_key(new)]  # untouched
+    ring = open_keyring(None, path)  # no --key: the file's keys
+    assert ring is not None and ring.keys == [new]
+    ring = open_keyring(encode_key(new), path)  # a --key the file holds is fine
+    assert ring is not None and ring.keys == [new]
+    ring = open_keyring(encode_key(old), path, install_key=True)
+    assert ring is not None and ring.primary == new and old in ring.keys
+    assert set(json.loads(path.read_text())) == {encode_key(new), encode_key(old)}
