@@ -199,9 +199,7 @@ class PeerLeaseHealthTracker:
         with self._views_lock:
             return self._views_of(entries, health)
 
-    def _views_of(
-        self, entries: list[tuple[str, _Entry]], health: list[bool]
-    ) -> list[PeerHealth]:
+    def _views_of(self, entries: list[tuple[str, _Entry]], health: list[bool]) -> list[PeerHealth]:
         views = self._views
         out: list[PeerHealth] = []
         for (peer, e), healthy in zip(entries, health, strict=True):

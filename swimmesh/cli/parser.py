@@ -193,9 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="warning", choices=LEVELS)
     sub = parser.add_subparsers(dest="command", required=True)
     _agent_parser(sub)
-    demo = sub.add_parser(
-        "demo", help="start local agent processes and show detection and leave"
-    )
+    demo = sub.add_parser("demo", help="start local agent processes and show detection and leave")
     demo.add_argument("--nodes", type=int, default=3)
     demo.add_argument("--preset", choices=sorted(PRESETS), default="fast")
     demo.add_argument(
