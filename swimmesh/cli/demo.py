@@ -1,5 +1,5 @@
-"""``swimmesh demo``: real agent processes on 127.0.0.1 (default), or an in-process mesh
-(``--in-process``, the scenario in ``simulations.demo``)."""
+"""``swimmesh demo``: real agent processes on 127.0.0.1, or with ``--in-process`` the scenario
+of :mod:`swimmesh.cli.inprocess`. Both run in real time (they are meant to be watched)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from collections.abc import Callable
 
 import trio
 
-from ..testing import AgentProcesses, wait_until
 from .base import EXIT_OK, EXIT_TIMEOUT, CliError
 from .http import call
 from .render import peers_table
 
 
 def _wait(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    from ..testing import wait_until
+
     try:
         return wait_until(condition, timeout, what)
     except TimeoutError as exc:
@@ -24,6 +25,8 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str) -> float:
 
 
 def _demo_agents(args: argparse.Namespace) -> int:
+    from ..testing import AgentProcesses
+
     agents = AgentProcesses()
     names = [f"node-{i}" for i in range(args.nodes)]
     try:
@@ -74,7 +77,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not 1 <= args.nodes <= (500 if args.in_process else 50):
         raise CliError("--nodes must be between 1 and 50 (500 with --in-process)")
     if args.in_process:
-        from simulations.demo import in_process_demo
+        from .inprocess import in_process_demo
 
         try:
             trio.run(in_process_demo, args.nodes, args.preset, args.seed, print)

@@ -1,8 +1,6 @@
-"""The in-process demo behind ``swimmesh demo --in-process``: a mesh on the in-memory network
-with a leadership coordinator per node, then a crash of the global leader and a graceful leave.
-
-It runs in real time (the demo is meant to be watched) and reports each step through ``say``.
-"""
+"""``swimmesh demo --in-process``: nodes on the in-memory network, each with a leadership
+coordinator; the global leader crashes, then another leader steps down and leaves. It runs in
+real time (it is meant to be watched) and reports each step through ``say``."""
 
 from __future__ import annotations
 
@@ -22,13 +20,14 @@ from leadership import (
     token_json,
 )
 from peerhealth.timefmt import rfc3339
-from swimmesh.cli.render import leaders_table, peers_table
-from swimmesh.config import MeshConfig
-from swimmesh.control.mesh import peer_json
-from swimmesh.leadership_view import MeshMembershipView
-from swimmesh.member import MemberStatus
-from swimmesh.runtime import MeshNode
-from swimmesh.testing import MemoryNetwork, wait_for
+
+from ..config import MeshConfig
+from ..control.mesh import peer_json
+from ..leadership_view import MeshMembershipView
+from ..member import MemberStatus
+from ..runtime import MeshNode
+from ..testing import MemoryNetwork, wait_for
+from .render import leaders_table, peers_table
 
 DEMO_LEADERSHIP = {
     "leaseDuration": "2s",
