@@ -106,3 +106,13 @@ def test_demo_in_process_explains_its_split_brain_reports(capsys: Capture) -> No
     note = next(line for line in out.splitlines() if "split-brain report" in line)
     assert "from 2 node(s)" in note and "not two leaders" in note
     assert "Node    Address" in out  # the peers table of `mesh peers list`
+
+
+def test_commands_run_through_main_leave_logging_as_they_found_it(capsys: Capture) -> None:
+    import logging
+
+    before = logging.getLogger("leadership").level
+    assert main(["demo", "--in-process", "--nodes", "1"]) == 0
+    args = ["--nodes", "2", "--scopes", "2", "--seconds", "1", "--victims", "1"]
+    assert main(["simulate", "leadership", *args]) == 0
+    assert logging.getLogger("leadership").level == before

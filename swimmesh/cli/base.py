@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from ..agentconfig import parse_duration
 from ..config import ConfigError
@@ -29,3 +32,16 @@ def parse_timeout(text: str) -> float:
         return parse_duration(text, "--timeout")
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+@contextmanager
+def quiet_logger(name: str, level: int = logging.ERROR) -> Iterator[None]:
+    """Raise ``name``'s log level for a block and restore it after (``main`` also runs inside
+    other programs and tests, whose logging must not change)."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)

@@ -18,7 +18,7 @@ from ..agentconfig import load_settings
 from ..config import ConfigError
 from ..crypto import KeyringError, decode_key, encode_key, generate_key
 from ..logs import setup_logging
-from .base import EXIT_ERROR, EXIT_OK, CliError
+from .base import EXIT_ERROR, EXIT_OK, CliError, quiet_logger
 from .http import call, follow, token
 from .render import (
     event_line,
@@ -191,14 +191,14 @@ def cmd_simulate_leadership(args: argparse.Namespace) -> int:
 
     from simulations.leadership import scenario, table
 
-    logging.getLogger("leadership").setLevel(logging.ERROR)  # one split-brain line per scope
     if args.nodes < 2 or args.scopes < 1 or args.victims < 1:
         raise CliError("leadership needs --nodes >= 2, --scopes >= 1 and --victims >= 1")
     if args.seconds <= 0:
         raise CliError(f"--seconds must be positive (got {args.seconds:g})")
     clock = trio.testing.MockClock(autojump_threshold=0)
-    result = trio.run(
-        scenario, args.nodes, args.scopes, args.seconds, args.seed, args.victims, clock=clock
-    )
+    with quiet_logger("leadership"):  # split brain is in the table, not one line per scope
+        result = trio.run(
+            scenario, args.nodes, args.scopes, args.seconds, args.seed, args.victims, clock=clock
+        )
     print(json.dumps(result, indent=2) if args.format == "json" else table(result))
     return EXIT_OK

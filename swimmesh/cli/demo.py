@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import trio
 
-from .base import EXIT_OK, EXIT_TIMEOUT, CliError
+from .base import EXIT_OK, EXIT_TIMEOUT, CliError, quiet_logger
 from .http import call
 from .render import peers_table
 
@@ -80,7 +80,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from .inprocess import in_process_demo
 
         try:
-            trio.run(in_process_demo, args.nodes, args.preset, args.seed, print)
+            with quiet_logger("leadership"):  # split brain is counted and explained instead
+                trio.run(in_process_demo, args.nodes, args.preset, args.seed, print)
         except TimeoutError as exc:
             raise CliError(str(exc), EXIT_TIMEOUT) from None
         return EXIT_OK

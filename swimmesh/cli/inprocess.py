@@ -4,7 +4,6 @@ real time (it is meant to be watched) and reports each step through ``say``."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -119,7 +118,6 @@ class _Demo:
 async def in_process_demo(nodes: int, preset: str, seed: int, say: Callable[[str], None]) -> None:
     """Form, elect, crash the global leader, hand over gracefully; ``TimeoutError`` if a step
     does not happen within its bound."""
-    logging.getLogger("leadership").setLevel(logging.ERROR)  # split brain is counted below
     d = _Demo(nodes, preset, seed)
     names = d.names
     async with trio.open_nursery() as nursery:
