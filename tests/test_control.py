@@ -15,7 +15,7 @@ import trio.testing
 
 from swimmesh.agent import Agent
 from swimmesh.agentconfig import AgentSettings
-from swimmesh.control import ControlHost, build_app
+from swimmesh.control import build_app
 from swimmesh.crypto import Keyring, encode_key, generate_key
 from swimmesh.keys import ClusterKeys
 from swimmesh.testing import Cluster, wait_for
@@ -76,11 +76,25 @@ async def formed(p: Plane, n: int) -> None:
     )
 
 
-def test_the_agent_is_a_control_host() -> None:
-    def host(h: ControlHost) -> ControlHost:
-        return h
-
-    assert host  # the type check is mypy's: Agent satisfies the protocol build_app takes
+async def test_lease_health_serves_the_agents_tracker(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with plane() as p:
+        agent = await p.add("a")
+        agent.tracker.record_heartbeat("worker-1")
+        agent.tracker.record_disconnect("worker-2", "dead")
+        client = p.clients["a"]
+        for _ in range(2):  # the second answer comes from the renderer's cache
+            doc = (await client.get("/omnirelay/control/lease-health")).json()
+            assert {q["peerId"]: q["isHealthy"] for q in doc["peers"]} == {
+                "worker-1": True,
+                "worker-2": False,
+            }
+            assert doc["summary"] == {
+                "eligiblePeers": 1,
+                "unhealthyPeers": 1,
+                "pendingReassignments": 0,
+            }
 
 
 async def test_peers_and_the_omnirelay_alias_answer_the_same_document(

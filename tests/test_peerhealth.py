@@ -520,3 +520,15 @@ def test_the_collector_exports_omnirelay_metric_names() -> None:
     assert samples[("omnirelay_backpressure_active", ())] == 1
     text = generate_latest(registry).decode()
     assert "# TYPE omnirelay_peer_lease_healthy gauge" in text
+
+
+def test_one_rfc3339_helper_for_datetimes_and_timestamps() -> None:
+    from datetime import timezone
+
+    from peerhealth.timefmt import rfc3339
+
+    moment = datetime(2026, 11, 22, 12, 0, 1, 987_654, tzinfo=UTC)
+    assert rfc3339(moment) == "2026-11-22T12:00:01.987Z"  # milliseconds, truncated
+    assert rfc3339(moment.timestamp()) == "2026-11-22T12:00:01.987Z"
+    east = moment.astimezone(timezone(timedelta(hours=2)))
+    assert rfc3339(east) == "2026-11-22T12:00:01.987Z"  # any zone is written in UTC
