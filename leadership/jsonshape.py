@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
+from peerhealth.timefmt import rfc3339
+
 from .tokens import LeadershipEvent, LeadershipToken
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def token_json(token: LeadershipToken) -> dict[str, Any]:

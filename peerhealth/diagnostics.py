@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from .model import PeerHealth, PeerHealthSnapshot
-
-
-def rfc3339(value: datetime) -> str:
-    """``2026-11-22T12:00:00.000Z`` (UTC, milliseconds)."""
-    v = value if value.tzinfo is UTC else value.astimezone(UTC)
-    return (
-        f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:"
-        f"{v.second:02d}.{v.microsecond // 1000:03d}Z"
-    )
+from .timefmt import rfc3339
 
 
 def peer_json(peer: PeerHealth) -> dict[str, Any]:

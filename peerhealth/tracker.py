@@ -4,8 +4,9 @@ OmniRelay's semantics: healthy = not disconnected and (no heartbeat yet, or the 
 ``heartbeat_grace``); an assignment or a heartbeat clears the disconnect flag; a requeued release
 raises pending reassignments and the next assignment lowers it (never below 0); unknown peers
 are eligible. Safe from many Trio tasks and threads: each peer's state is an immutable tuple
-replaced under a short lock, so a snapshot is one consistent copy taken in one step, built into
-output outside the lock.
+replaced under a short lock, together with the counters its event moves, so a snapshot is one
+consistent copy taken in one step; the output views are built under a second lock, so readers in
+several threads never disturb each other or the writers.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class PeerLeaseHealthTracker:
         self._monotonic = monotonic
         self._wall = wall
         self._lock = threading.Lock()
+        self._views_lock = threading.Lock()
         self._peers: dict[str, _Entry] = {}
         self._healthy: dict[str, bool] = {}
         self._views: dict[str, tuple[_Entry, bool, PeerHealth]] = {}
@@ -69,10 +71,13 @@ class PeerLeaseHealthTracker:
 
     # -- recording -------------------------------------------------------------------------
 
-    def _update(self, peer: str, change: Callable[[_Entry], _Entry]) -> None:
+    def _update(
+        self, peer: str, change: Callable[[_Entry], _Entry], count: Callable[[], None]
+    ) -> None:
         """Optimistic copy-on-write: build the new entry outside the lock, then install it only
-        if nobody replaced the old one meanwhile (else retry). The lock is held for a compare
-        and a store, so threads preempted by the GIL do not convoy behind it."""
+        if nobody replaced the old one meanwhile (else retry). The lock is held for a compare, a
+        store and ``count`` (the event's counters, moved once per installed change), so threads
+        preempted by the GIL do not convoy behind it."""
         peers = self._peers
         while True:
             old = peers.get(peer, _EMPTY)
@@ -80,8 +85,22 @@ class PeerLeaseHealthTracker:
             with self._lock:
                 if peers.get(peer, _EMPTY) is old:
                     peers[peer] = new
+                    count()
                     self._note_health(peer, new, self._monotonic())
                     return
+
+    def _count_heartbeat(self) -> None:
+        self.heartbeats += 1
+
+    def _count_assignment(self) -> None:
+        self.assignments += 1
+
+    def _count_release(self) -> None:
+        self.releases += 1
+
+    @staticmethod
+    def _count_nothing() -> None:
+        return None
 
     def _note_health(self, peer: str, entry: _Entry, now: float) -> bool:
         healthy = self._is_healthy(entry, now)
@@ -98,19 +117,24 @@ class PeerLeaseHealthTracker:
 
     def record_heartbeat(self, peer: str) -> None:
         now, wall = self._monotonic(), self._wall()
-        self.heartbeats += 1
         self._update(
             peer,
             lambda e: e._replace(last_heartbeat=now, last_heartbeat_wall=wall, disconnected=False),
+            self._count_heartbeat,
         )
 
     def record_gossip(self, peer: str, metadata: Mapping[str, str]) -> None:
         """Merge metadata learned from gossip (e.g. ``mesh.role``, ``label.<k>``)."""
-        self._update(peer, lambda e: e._replace(metadata=e.metadata.merged(metadata)))
+        self._update(
+            peer, lambda e: e._replace(metadata=e.metadata.merged(metadata)), self._count_nothing
+        )
 
     def record_disconnect(self, peer: str, reason: str) -> None:
         wall = self._wall()
-        self.disconnects[reason] += 1
+
+        def count() -> None:
+            self.disconnects[reason] += 1
+
         self._update(
             peer,
             lambda e: e._replace(
@@ -118,12 +142,12 @@ class PeerLeaseHealthTracker:
                 last_disconnect_wall=wall,
                 metadata=e.metadata.merged({"disconnect.reason": reason}),
             ),
+            count,
         )
 
     def record_lease_assigned(
         self, peer: str, handle: PeerLeaseHandle, resource_type: str = "", resource_id: str = ""
     ) -> None:
-        self.assignments += 1
         extra = {
             k: v for k, v in (("resource.type", resource_type), ("resource.id", resource_id)) if v
         }
@@ -137,10 +161,9 @@ class PeerLeaseHealthTracker:
                 metadata=e.metadata.merged(extra) if extra else e.metadata,
             )
 
-        self._update(peer, change)
+        self._update(peer, change, self._count_assignment)
 
     def record_lease_released(self, peer: str, handle: PeerLeaseHandle, requeued: bool) -> None:
-        self.releases += 1
 
         def change(e: _Entry) -> _Entry:
             return e._replace(
@@ -152,7 +175,7 @@ class PeerLeaseHealthTracker:
                 else e.metadata,
             )
 
-        self._update(peer, change)
+        self._update(peer, change, self._count_release)
 
     def forget(self, peer: str) -> None:
         with self._lock:
@@ -173,6 +196,10 @@ class PeerLeaseHealthTracker:
             entries = list(self._peers.items())
             now = self._monotonic()
             health = [self._note_health(peer, entry, now) for peer, entry in entries]
+        with self._views_lock:
+            return self._views_of(entries, health)
+
+    def _views_of(self, entries: list[tuple[str, _Entry]], health: list[bool]) -> list[PeerHealth]:
         views = self._views
         out: list[PeerHealth] = []
         for (peer, e), healthy in zip(entries, health, strict=True):

@@ -6,6 +6,7 @@ Start a node with ``MeshNode.open(MeshConfig.lan(name=..., bind=...), transport=
 from .clock import Clock, SkewedClock, TrioClock
 from .codec import DecodeError
 from .config import ConfigError, MeshConfig
+from .errors import SwimmeshError
 from .events import MemberEvent, MemberEventKind
 from .member import Address, Member, MemberStatus
 from .protocol import MetadataTooLarge
@@ -30,6 +31,7 @@ __all__ = [
     "MetadataTooLarge",
     "RequestError",
     "SkewedClock",
+    "SwimmeshError",
     "Transport",
     "TransportError",
     "TrioClock",

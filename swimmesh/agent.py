@@ -15,12 +15,12 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import attrs
-import cbor2
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
@@ -29,7 +29,6 @@ from leadership import LeadershipCoordinator
 from peerhealth import (
     BackpressureDiagnostics,
     BackpressureMonitor,
-    LeaseHealthRenderer,
     PeerHealthCollector,
     PeerHealthSnapshotProvider,
     PeerLeaseHealthTracker,
@@ -39,22 +38,24 @@ from .agentconfig import AgentSettings
 from .clock import TrioClock
 from .config import ConfigError, MeshConfig, format_address, parse_address
 from .control import build_app
-from .crypto import Keyring, KeyringError, Sealer, decode_key, encode_key, save_atomic
+from .crypto import Sealer, save_atomic
+from .errors import SwimmeshError
 from .events import MemberEventKind
+from .keys import ClusterKeys, keyring_path, open_keyring
+from .member import Member
 from .metrics import node_registry
 from .peer_health import publish_backpressure, record_membership
-from .runtime import JoinError, MeshNode, RequestError
+from .runtime import JoinError, MeshNode
 from .transport.net import NetOptions, NetTransport
 from .transport.sealed import SealedTransport
 from .transport.tls import TlsPolicy
 
 log = logging.getLogger("swimmesh.agent")
 
-KEYS_KIND = "swimmesh.keys"
 SNAPSHOT_INTERVAL = 30.0
 
 
-class AgentError(Exception):
+class AgentError(SwimmeshError):
     """A reason the agent cannot start (printed as one line; exit code 1)."""
 
 
@@ -65,25 +66,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _keyring(settings: AgentSettings) -> tuple[Keyring | None, Path | None]:
-    path: Path | None = None
-    if settings.keyring_file:
-        path = Path(settings.keyring_file)
-    elif settings.data_dir:
-        path = Path(settings.data_dir) / "keyring.json"
-    if path is not None and path.exists():
-        ring = Keyring.load(path)
-        if settings.key:
-            ring.install(decode_key(settings.key))
-        return ring, path
-    if settings.key:
-        ring = Keyring([decode_key(settings.key)])
-        if path is not None:
-            ring.save(path)
-        return ring, path
-    return None, path
 
 
 def _tls(settings: AgentSettings) -> TlsPolicy | None:
@@ -131,25 +113,22 @@ def _tls(settings: AgentSettings) -> TlsPolicy | None:
 
 
 class Agent:
-    """The running agent; the control plane reads and acts through it."""
+    """The running agent; it serves the control plane as its :class:`ControlHost`."""
 
     def __init__(
         self,
         settings: AgentSettings,
         node: MeshNode,
-        keyring: Keyring | None,
-        keyring_path: Path | None,
+        keys: ClusterKeys,
         drops: Callable[[], dict[str, int]],
     ) -> None:
         self.settings = settings
         self.node = node
-        self.keyring = keyring
-        self.keyring_path = keyring_path
+        self.keys = keys
         self.control_token = settings.control_token
         self.registry = node_registry(node, drops)
         self.tracker = PeerLeaseHealthTracker()
         self.health_providers: list[PeerHealthSnapshotProvider] = [self.tracker]
-        self.lease_health_renderer = LeaseHealthRenderer()
         self.backpressure = BackpressureMonitor()
         self.backpressure_diagnostics = BackpressureDiagnostics()
         self.backpressure.add_listener(self.backpressure_diagnostics)
@@ -160,7 +139,13 @@ class Agent:
         self.shutdown = trio.Event()
         self.shutdown_reason = ""
         self._clock = TrioClock()
-        node.register_request_handler(KEYS_KIND, self._on_key_request)
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    def members(self) -> list[Member]:
+        return self.node.members()
 
     def clock_now(self) -> float:
         return self._clock.now()
@@ -176,65 +161,6 @@ class Agent:
         if not self.shutdown.is_set():
             self.shutdown_reason = reason
             self.shutdown.set()
-
-    # -- keys ------------------------------------------------------------------------------
-
-    def keys_json(self) -> dict[str, Any]:
-        if self.keyring is None:
-            return {"encrypted": False, "keys": [], "primary": None}
-        return {
-            "encrypted": True,
-            "primary": encode_key(self.keyring.primary),
-            "keys": [encode_key(k) for k in self.keyring.keys],
-        }
-
-    def apply_key_op(self, op: str, key: bytes) -> None:
-        if self.keyring is None:
-            raise KeyringError("gossip encryption is not enabled on this node")
-        if op == "install":
-            self.keyring.install(key)
-        elif op == "use":
-            self.keyring.use(key)
-        elif op == "remove":
-            self.keyring.remove(key)
-        else:
-            raise KeyringError(f"unknown key operation {op!r}")
-        if self.keyring_path is not None:
-            self.keyring.save(self.keyring_path)
-        log.info("keyring changed", extra={"node": self.node.name, "op": op})
-
-    async def _on_key_request(self, source: tuple[str, int], payload: bytes) -> bytes:
-        body = cbor2.loads(payload)
-        if (
-            not isinstance(body, dict)
-            or not isinstance(body.get("op"), str)
-            or not isinstance(body.get("key"), bytes)
-        ):
-            raise KeyringError("malformed key request")
-        self.apply_key_op(body["op"], body["key"])
-        return b"ok"
-
-    async def cluster_key_op(self, op: str, key: bytes) -> dict[str, Any]:
-        """Apply a key operation on every alive member (this one first), like ``serf keys``."""
-        failed: dict[str, str] = {}
-        try:
-            self.apply_key_op(op, key)
-        except KeyringError as exc:
-            return {"op": op, "members": 1, "succeeded": 0, "failed": {self.node.name: str(exc)}}
-        others = [m.name for m in self.node.alive_members() if m.name != self.node.name]
-        payload = cbor2.dumps({"op": op, "key": key})
-
-        async def one(name: str) -> None:
-            try:
-                await self.node.request(name, KEYS_KIND, payload, timeout=5.0)
-            except RequestError as exc:
-                failed[name] = str(exc)
-
-        async with trio.open_nursery() as nursery:
-            for name in others:
-                nursery.start_soon(one, name)
-        total = len(others) + 1
-        return {"op": op, "members": total, "succeeded": total - len(failed), "failed": failed}
 
     # -- snapshot --------------------------------------------------------------------------
 
@@ -267,6 +193,23 @@ class Agent:
             return []
 
 
+def _check_bindable(address: tuple[str, int]) -> None:
+    """Fail with one line naming the control address when it cannot be served, before anything
+    starts (hypercorn would fail later, inside its nursery, with a long traceback)."""
+    if address[1] == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(infos[0][4])
+    except OSError as exc:
+        raise AgentError(
+            f"cannot serve the control plane on {format_address(address)}: "
+            f"{exc.strerror or exc}; stop whatever holds it or pick another --control HOST:PORT"
+        ) from None
+
+
 def build_config(settings: AgentSettings) -> MeshConfig:
     config = settings.mesh_config(default_name=f"mesh-{socket.gethostname()}")
     host = config.bind[0]
@@ -282,10 +225,13 @@ async def run_agent(
     settings: AgentSettings,
     *,
     announce: Callable[[dict[str, Any]], None] | None = None,
+    install_key: bool = False,
 ) -> str:
-    """Run until a signal or a leave request; return why it stopped."""
+    """Run until a signal or a leave request; return why it stopped. ``install_key`` lets a
+    ``--key`` that an existing keyring file does not hold into it (see :func:`open_keyring`)."""
     config = build_config(settings)
-    keyring, keyring_path = _keyring(settings)
+    ring_path = keyring_path(settings.keyring_file, settings.data_dir)
+    keyring = open_keyring(settings.key, ring_path, install_key=install_key)
     if keyring is None and not settings.insecure and not is_loopback(config.bind[0]):
         raise AgentError(
             f"refusing to bind {format_address(config.bind)} without a gossip key: give --key or "
@@ -301,7 +247,17 @@ async def run_agent(
             "in one process until then",
             extra={"scopes": len(settings.leadership.scopes)},
         )
-    async with NetTransport.open(config.bind, NetOptions(tls=tls)) as net:
+    _check_bindable(control)
+    async with AsyncExitStack() as stack:
+        try:
+            net = await stack.enter_async_context(
+                NetTransport.open(config.bind, NetOptions(tls=tls))
+            )
+        except OSError as exc:
+            raise AgentError(
+                f"cannot bind the gossip address {format_address(config.bind)} (UDP and TCP): "
+                f"{exc.strerror or exc}; stop whatever holds it or pick another --bind HOST:PORT"
+            ) from None
         if config.bind[1] == 0:  # an ephemeral port: advertise the one we got
             bound = net.local_address
             adv = config.advertise or (config.bind[0], bound[1])
@@ -320,7 +276,8 @@ async def run_agent(
             return out
 
         async with MeshNode.open(config, transport) as node, trio.open_nursery() as nursery:
-            agent = Agent(settings, node, keyring, keyring_path, drops)
+            keys = ClusterKeys(node, keyring, ring_path)
+            agent = Agent(settings, node, keys, drops)
             hc = HypercornConfig()
             hc.bind = [format_address(control)]
             hc.accesslog = None

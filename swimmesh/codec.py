@@ -14,6 +14,7 @@ from typing import Any
 
 import cbor2
 
+from .errors import SwimmeshError
 from .member import Address, Claim, MemberStatus
 from .messages import (
     Ack,
@@ -46,7 +47,7 @@ MAX_U63 = 2**63 - 1
 DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024
 
 
-class DecodeError(ValueError):
+class DecodeError(SwimmeshError, ValueError):
     """Input that is not a valid swimmesh packet or frame; ``reason`` names the metric label."""
 
     def __init__(self, reason: str, message: str) -> None:

@@ -13,10 +13,11 @@ from typing import Any
 import attrs
 
 from .codec import MAX_LABEL_CHARS, MAX_NAME_CHARS
+from .errors import SwimmeshError
 from .member import Address
 
 
-class ConfigError(ValueError):
+class ConfigError(SwimmeshError, ValueError):
     """An invalid configuration value; the message names the key and the value."""
 
 

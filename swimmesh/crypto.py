@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .codec import DecodeError
+from .errors import SwimmeshError
 
 KEY_SIZES = (16, 24, 32)
 SEAL_VERSION = 1
@@ -34,7 +35,7 @@ REPLAY_WINDOW = 1024
 MAX_TRACKED_EPOCHS = 16_384
 
 
-class KeyringError(ValueError):
+class KeyringError(SwimmeshError, ValueError):
     """A key that is malformed, unknown, or may not be removed (the primary)."""
 
 

@@ -12,6 +12,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .crypto import save_atomic
+from .errors import SwimmeshError
+
+
+class DevCertError(SwimmeshError, ValueError):
+    """A CA that is missing, unreadable or would be overwritten; the message says the fix."""
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -20,8 +25,17 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def create_ca(out: Path, name: str = "swimmesh dev CA", days: int = 3650) -> tuple[Path, Path]:
-    """Write ``ca.pem`` and ``ca-key.pem`` (0600) into ``out``."""
+def create_ca(
+    out: Path, name: str = "swimmesh dev CA", days: int = 3650, *, force: bool = False
+) -> tuple[Path, Path]:
+    """Write ``ca.pem`` and ``ca-key.pem`` (0600) into ``out``. An existing CA is kept unless
+    ``force``: every certificate it signed would stop verifying against a new one."""
+    existing = [p for p in (out / "ca.pem", out / "ca-key.pem") if p.exists()]
+    if existing and not force:
+        raise DevCertError(
+            f"{existing[0]} exists: a new CA would invalidate every certificate the old one "
+            "signed; give --force to replace it, or --out another directory"
+        )
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = dt.datetime.now(dt.UTC)
@@ -51,10 +65,20 @@ def create_cert(
 ) -> tuple[Path, Path]:
     """Write ``NAME.pem`` and ``NAME-key.pem``: a node certificate for server and client use,
     signed by the CA in ``ca_dir``, with ``name`` and ``hosts`` (DNS names or IPs) as SANs."""
-    ca_cert = x509.load_pem_x509_certificate((ca_dir / "ca.pem").read_bytes())
-    ca_key = serialization.load_pem_private_key((ca_dir / "ca-key.pem").read_bytes(), None)
+    ca_cert_path, ca_key_path = ca_dir / "ca.pem", ca_dir / "ca-key.pem"
+    missing = [str(p) for p in (ca_cert_path, ca_key_path) if not p.is_file()]
+    if missing:
+        raise DevCertError(
+            f"no CA in {ca_dir} ({' and '.join(missing)} missing): create one first with "
+            f"`swimmesh tls ca --out {ca_dir}`, or point --ca-dir at the directory that holds it"
+        )
+    try:
+        ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
+        ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
+    except ValueError as exc:
+        raise DevCertError(f"cannot read the CA in {ca_dir}: {exc}") from None
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-        raise ValueError("the CA key is not an EC key made by `swimmesh tls ca`")
+        raise DevCertError("the CA key is not an EC key made by `swimmesh tls ca`")
     key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = [x509.DNSName(name)]
     for host in hosts or ["localhost", "127.0.0.1"]:

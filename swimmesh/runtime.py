@@ -19,6 +19,7 @@ import trio
 from . import codec
 from .clock import Clock, TrioClock
 from .config import MeshConfig, format_address, parse_address
+from .errors import SwimmeshError
 from .events import MemberEvent
 from .member import Address, Member, MemberStatus
 from .messages import PushPull, StreamMessage, UserRequest, UserResponse
@@ -41,11 +42,11 @@ RequestHandler = Callable[[Address, bytes], Awaitable[bytes]]
 EVENT_BUFFER = 10_000
 
 
-class JoinError(Exception):
+class JoinError(SwimmeshError):
     """No seed could be reached within the join timeout."""
 
 
-class RequestError(Exception):
+class RequestError(SwimmeshError):
     """An overlay request failed: unreachable peer, timeout, or an error from its handler."""
 
 

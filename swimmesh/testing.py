@@ -269,8 +269,14 @@ class AgentProcesses:
 
     def metric(self, name: str, metric: str) -> float:
         """A sample from the agent's ``/metrics``: ``family{label="v"}`` for one labelled
-        sample, or a family name for the sum of all its samples (0 when it has none)."""
+        sample, or a family name for the sum of all its samples (0 when it has none yet).
+        A family the agent does not export at all raises ``KeyError``: a renamed metric must
+        fail a check, not read as zero."""
         text = httpx.get(self.url(name) + "/metrics", timeout=2).text
+        families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+        family = metric.split("{")[0]
+        if family not in families:
+            raise KeyError(f"agent {name} exports no metric family {family!r}")
         total = 0.0
         for line in text.splitlines():
             if line.startswith("#"):

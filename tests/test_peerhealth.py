@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import trio
 import trio.testing
 
@@ -201,19 +203,90 @@ def _consistent(t: PeerLeaseHealthTracker) -> None:
     assert s.eligible_peers + s.unhealthy_peers == len(snap.peers)
 
 
+class Threads:
+    """Threads whose exceptions reach the test: ``join`` re-raises the first one (an assert in a
+    plain thread only prints a warning under pytest and the test passes)."""
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+        self.errors: list[BaseException] = []
+
+    def start(self, target: Callable[..., None], *args: object) -> None:
+        def run() -> None:
+            try:
+                target(*args)
+            except BaseException as exc:
+                self.errors.append(exc)
+
+        thread = threading.Thread(target=run, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def join(self, timeout: float = 60.0) -> None:
+        for thread in self.threads:
+            thread.join(timeout)
+            assert not thread.is_alive(), "a thread did not finish in time"
+        if self.errors:
+            raise self.errors[0]
+
+
+def test_a_failure_inside_a_thread_fails_the_test() -> None:
+    threads = Threads()
+
+    def broken() -> None:
+        raise AssertionError("seen in the thread")
+
+    threads.start(broken)
+    with pytest.raises(AssertionError, match="seen in the thread"):
+        threads.join()
+
+
+@pytest.fixture
+def fast_thread_switching() -> Iterator[None]:
+    """Switch threads every microsecond (default 5 ms) so that races show up in a short test."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+def test_counters_are_exact_under_threads(fast_thread_switching: None) -> None:
+    t = PeerLeaseHealthTracker()
+    threads = Threads()
+    workers, rounds = 8, 3000
+
+    def work(worker: int) -> None:
+        for i in range(rounds):
+            handle = PeerLeaseHandle(i, 0, f"{worker}-{i}")
+            peer = f"peer-{i % 5}"
+            t.record_lease_assigned(peer, handle)
+            t.record_heartbeat(peer)
+            t.record_disconnect(peer, f"reason-{i}")  # a reason every thread counts at once
+            t.record_lease_released(peer, handle, requeued=i % 2 == 0)
+
+    for w in range(workers):
+        threads.start(work, w)
+    threads.join()
+    total = workers * rounds
+    assert (t.assignments, t.releases, t.heartbeats) == (total, total, total)
+    assert t.disconnects == {f"reason-{i}": workers for i in range(rounds)}
+    assert all(p.active_assignments == 0 and not p.active_leases for p in t.snapshot().peers)
+
+
 async def test_concurrent_recording_from_tasks_and_threads_keeps_snapshots_consistent() -> None:
     t = PeerLeaseHealthTracker()
     stop = threading.Event()
+    threads = Threads()
 
     def snapshotter() -> None:
         while not stop.is_set():
             _consistent(t)
 
-    watcher = threading.Thread(target=snapshotter)
-    watcher.start()
-    threads = [threading.Thread(target=_hammer, args=(t, w, 2000)) for w in range(4)]
-    for th in threads:
-        th.start()
+    threads.start(snapshotter)
+    for w in range(4):
+        threads.start(_hammer, t, w, 2000)
 
     async def task(worker: int) -> None:
         for i in range(500):
@@ -227,13 +300,36 @@ async def test_concurrent_recording_from_tasks_and_threads_keeps_snapshots_consi
     async with trio.open_nursery() as nursery:
         for w in range(8):
             nursery.start_soon(task, w)
-    for th in threads:
-        await trio.to_thread.run_sync(th.join)
+    for thread in threads.threads[1:]:
+        await trio.to_thread.run_sync(thread.join, 60.0)
     stop.set()
-    watcher.join()
+    await trio.to_thread.run_sync(threads.join)
     _consistent(t)
     assert t.assignments == 4 * 2000 + 8 * 500 == t.releases
     assert all(p.active_assignments == 0 for p in t.snapshot().peers)
+
+
+def test_concurrent_snapshots_from_threads_do_not_trip_over_each_other(
+    fast_thread_switching: None,
+) -> None:
+    t = PeerLeaseHealthTracker()
+
+    def churn() -> None:
+        for i in range(40_000):
+            t.record_heartbeat(f"peer-{i % 500}")
+            if i % 3 == 0:
+                t.forget(f"peer-{(i + 7) % 500}")
+
+    def snapshots() -> None:
+        for _ in range(600):
+            _consistent(t)
+
+    for _ in range(3):  # three rounds: a single one catches the old race two times in three
+        threads = Threads()
+        threads.start(churn)
+        for _ in range(4):
+            threads.start(snapshots)
+        threads.join()
 
 
 # -- backpressure ------------------------------------------------------------------------------
@@ -357,3 +453,82 @@ def test_the_caching_renderer_writes_exactly_the_reference_json() -> None:
     body = renderer.render(merge_snapshots([t]))
     assert json.loads(body) == lease_health_json(merge_snapshots([t]))
     assert json.loads(body)["summary"]["unhealthyPeers"] == 2
+
+
+# -- never exercised before: forget, watch_depth, the collector's OmniRelay names ---------------
+
+
+def test_forget_drops_a_peer_from_snapshots_and_makes_it_unknown_again() -> None:
+    clock = FakeTime()
+    t = tracker(clock)
+    t.record_disconnect("gone", "left")
+    t.record_heartbeat("stays")
+    assert not t.is_peer_eligible("gone")
+    t.forget("gone")
+    assert [p.peer_id for p in t.snapshot().peers] == ["stays"]
+    assert t.is_peer_eligible("gone")  # unknown peers are eligible
+    t.forget("never-seen")  # forgetting a stranger is no error
+
+
+async def test_watch_depth_samples_the_queue_into_the_monitor(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from peerhealth import watch_depth
+
+    monitor = BackpressureMonitor(3, 1, cooldown=0)
+    queue: list[int] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_depth, monitor, queue, 0.5)
+        await trio.sleep(0.1)
+        assert not monitor.is_active
+        queue.extend(range(5))
+        await trio.sleep(0.5)  # the next sample, half a second after the first
+        assert monitor.is_active
+        del queue[:]
+        await trio.sleep(0.5)
+        assert not monitor.is_active
+        nursery.cancel_scope.cancel()
+
+
+def test_the_collector_exports_omnirelay_metric_names() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from peerhealth import PeerHealthCollector
+
+    clock = FakeTime()
+    t = tracker(clock)
+    t.record_heartbeat("a")
+    t.record_lease_assigned("a", H1)
+    t.record_disconnect("b", "dead")
+    t.record_lease_released("c", H2, requeued=True)
+    monitor = BackpressureMonitor(2, 1, cooldown=0, monotonic=clock.mono, wall=clock.wall)
+    monitor.observe(5)
+    registry = CollectorRegistry()
+    registry.register(PeerHealthCollector(t, backpressure=monitor))
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in registry.collect()
+        for s in family.samples
+    }
+    assert samples[("omnirelay_peer_lease_healthy", ())] == 2  # a and c
+    assert samples[("omnirelay_peer_lease_unhealthy", ())] == 1
+    assert samples[("omnirelay_peer_lease_pending_reassignments", ())] == 1
+    assert samples[("omnirelay_peer_lease_assignments_total", ())] == 1
+    assert samples[("omnirelay_peer_lease_releases_total", ())] == 1
+    assert samples[("omnirelay_peer_lease_heartbeats_total", ())] == 1
+    assert samples[("omnirelay_peer_lease_disconnects_total", (("reason", "dead"),))] == 1
+    assert samples[("omnirelay_backpressure_active", ())] == 1
+    text = generate_latest(registry).decode()
+    assert "# TYPE omnirelay_peer_lease_healthy gauge" in text
+
+
+def test_one_rfc3339_helper_for_datetimes_and_timestamps() -> None:
+    from datetime import timezone
+
+    from peerhealth.timefmt import rfc3339
+
+    moment = datetime(2026, 11, 22, 12, 0, 1, 987_654, tzinfo=UTC)
+    assert rfc3339(moment) == "2026-11-22T12:00:01.987Z"  # milliseconds, truncated
+    assert rfc3339(moment.timestamp()) == "2026-11-22T12:00:01.987Z"
+    east = moment.astimezone(timezone(timedelta(hours=2)))
+    assert rfc3339(east) == "2026-11-22T12:00:01.987Z"  # any zone is written in UTC

@@ -7,6 +7,7 @@ import selectors
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -91,6 +92,8 @@ def test_sigterm_is_left_everywhere_and_never_dead(agents: Agents) -> None:
     names = form_mesh(agents, N)
     leaver, others = names[3], [n for n in names if n != names[3]]
     suspicions = {o: agents.metric(o, "swimmesh_suspicions_total") for o in others}
+    with pytest.raises(KeyError, match="no metric family"):  # a renamed metric is no zero
+        agents.metric(others[0], "swimmesh_suspicion_total")
     seen_dead: list[str] = []
 
     def all_left() -> bool:
@@ -221,10 +224,10 @@ def test_backpressure_is_published_in_gossip_metadata(agents: Agents) -> None:
         10,
         "backpressure visible on every node",
     )
-    signal = cli("mesh", "backpressure", "--url", busy, "--format", "json")
+    reading = cli("mesh", "backpressure", "--url", busy, "--format", "json")
     assert (
-        json.loads(signal.stdout)["isActive"] is True
-        and json.loads(signal.stdout)["highWatermark"] == 512
+        json.loads(reading.stdout)["isActive"] is True
+        and json.loads(reading.stdout)["highWatermark"] == 512
     )
     with httpx.stream("GET", busy + "/omnirelay/control/backpressure/stream", timeout=5) as stream:
         first = next(line for line in stream.iter_lines() if line.strip())
@@ -253,7 +256,76 @@ def test_backpressure_is_published_in_gossip_metadata(agents: Agents) -> None:
             sel.register(watch.stdout, selectors.EVENT_READ)
             assert sel.select(timeout=20), "no signal from mesh backpressure --watch"
         line = watch.stdout.readline()
+        # Ctrl+C is how a watch ends: a normal exit, no traceback.
+        watch.send_signal(signal.SIGINT)
+        assert watch.wait(timeout=10) == 0
     finally:
-        watch.kill()
-        watch.wait(timeout=10)
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait(timeout=10)
     assert json.loads(line)["isActive"] is True and json.loads(line)["pendingCount"] == 600
+
+
+def agent_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    """``swimmesh agent`` that is expected to refuse to start (bounded: it must not run)."""
+    return subprocess.run(
+        [sys.executable, "-m", "swimmesh", "agent", "--preset", "fast", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_ports_in_use_are_one_line_errors_naming_the_address(agents: Agents) -> None:
+    agents.start("holder")
+    gossip, control = agents.gossip("holder"), agents.url("holder").removeprefix("http://")
+    taken = agent_cli("--bind", gossip, "--control", "127.0.0.1:0")
+    assert taken.returncode == 1
+    assert taken.stderr.strip().splitlines() == [
+        f"error: cannot bind the gossip address {gossip} (UDP and TCP): Address already in use; "
+        "stop whatever holds it or pick another --bind HOST:PORT"
+    ]
+    busy = agent_cli("--bind", "127.0.0.1:0", "--control", control)
+    assert busy.returncode == 1
+    assert busy.stderr.strip().splitlines() == [
+        f"error: cannot serve the control plane on {control}: Address already in use; "
+        "stop whatever holds it or pick another --control HOST:PORT"
+    ]
+
+
+def test_a_key_removed_from_the_keyring_file_is_not_installed_again(
+    agents: Agents, tmp_path: Path
+) -> None:
+    old, new = encode_key(generate_key()), encode_key(generate_key())
+    data = tmp_path / "data"
+    start = ("--data-dir", str(data), "--control-token", "t")
+    agents.start("keeper", "--key", old, *start)
+    url = agents.url("keeper")
+    for op, key in (("install", new), ("use", new), ("remove", old)):
+        assert cli("keys", op, key, "--url", url, "--token", "t").returncode == 0
+    agents.kill("keeper", signal.SIGTERM)
+    assert json.loads((data / "keyring.json").read_text()) == [new]
+    assert json.loads((data / "peers.json").read_text())["node"] == "keeper"
+    # The same start command as before the rotation: refused, and the file says why.
+    again = agent_cli(
+        "--node-id",
+        "keeper",
+        "--bind",
+        "127.0.0.1:0",
+        "--control",
+        "127.0.0.1:0",
+        "--key",
+        old,
+        *start,
+    )
+    assert again.returncode == 1
+    (line,) = again.stderr.strip().splitlines()
+    assert "--key is not in the keyring file" in line and "--install-key" in line
+    assert json.loads((data / "keyring.json").read_text()) == [new]
+    # Without --key the file's keys are used; with --install-key the old key comes back.
+    agents.start("keeper", *start)
+    listing = cli("keys", "list", "--url", agents.url("keeper"), "--token", "t", "--format", "json")
+    assert json.loads(listing.stdout)["keys"] == [new]
+    agents.kill("keeper", signal.SIGTERM)
+    agents.start("keeper", "--key", old, "--install-key", *start)
+    assert set(json.loads((data / "keyring.json").read_text())) == {old, new}

@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from leadership import LeadershipCoordinator, LeadershipEvent, Subscription, event_json, token_json
-from leadership.jsonshape import rfc3339
+from peerhealth.timefmt import rfc3339
 
 CoordinatorOf = Callable[[], LeadershipCoordinator | None]
 KEEPALIVE = 15.0

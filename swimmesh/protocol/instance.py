@@ -19,6 +19,7 @@ import attrs
 
 from .. import codec
 from ..config import MeshConfig
+from ..errors import SwimmeshError
 from ..events import MemberEvent, MemberEventKind
 from ..member import Address, Claim, Member, MemberState, MemberStatus
 from ..messages import (
@@ -55,7 +56,7 @@ _SEEN_USER_LIMIT = 4096
 TimerCallback = Callable[[float], None]
 
 
-class MetadataTooLarge(ValueError):
+class MetadataTooLarge(SwimmeshError, ValueError):
     """Local metadata whose encoded size exceeds ``max_metadata_bytes``."""
 
 

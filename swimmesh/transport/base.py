@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from ..errors import SwimmeshError
 from ..member import Address
 
 StreamHandler = Callable[[Address, bytes], Awaitable[bytes]]
 """Serves one stream request: ``(source, request bytes) -> reply bytes``."""
 
 
-class TransportError(Exception):
+class TransportError(SwimmeshError):
     """A stream request that could not be delivered or answered."""
 
 
