@@ -66,7 +66,8 @@ async def test_one_holder_at_a_time_and_everyone_can_read_it():
         assert won.outcome is LeaseOutcome.GRANTED and won.lease is not None
         assert won.lease.term == won.lease.fence_token == 1 and won.lease.duration == D
         lost = await stores["v2"].acquire(SCOPE, b, D)
-        assert lost.outcome is LeaseOutcome.LEASE_HELD
+        assert lost.outcome is LeaseOutcome.LEASE_HELD and lost.lease is not None
+        assert lost.lease.holder == a and lost.lease.term == 1
         read = await stores["v3"].get(SCOPE)
         assert read.outcome is LeaseOutcome.LEASE_HELD and read.lease is not None
         assert read.lease.holder == a and read.lease.term == 1

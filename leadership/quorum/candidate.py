@@ -81,6 +81,9 @@ class Refused:
     kind: RoundKind
     lost: bool
     """The candidate believed it led and stopped (a voter promised a higher term)."""
+    incumbent: Holder | None = None
+    """Who a refusing voter said holds the scope (the highest term reported), if anyone."""
+    incumbent_remaining: float = 0.0
 
 
 @attrs.frozen
@@ -112,6 +115,7 @@ class _Round:
     grants: set[str] = attrs.field(factory=set)
     refusals: set[str] = attrs.field(factory=set)
     min_granted: float = math.inf
+    incumbent: tuple[int, Holder, float] | None = None
 
 
 @attrs.define
@@ -223,6 +227,10 @@ class LeaseCandidate:
                 rnd.min_granted = min(rnd.min_granted, verdict.duration)
             else:
                 rnd.refusals.add(reply.voter)
+                if verdict.holder is not None and verdict.holder != self.holder:
+                    seen = (verdict.promised, verdict.holder, verdict.remaining)
+                    if rnd.incumbent is None or seen[0] > rnd.incumbent[0]:
+                        rnd.incumbent = seen
             decision = self._settle(verdict.scope, st, rnd, now)
             if decision is not None:
                 decisions.append(decision)
@@ -325,5 +333,8 @@ class LeaseCandidate:
             lost = st.leader and st.max_seen > st.term
             if lost:
                 st.leader = False
-            return Refused(scope, rnd.term, st.max_seen, rnd.kind, lost)
+            holder, remaining = None, 0.0
+            if rnd.incumbent is not None:
+                _, holder, remaining = rnd.incumbent
+            return Refused(scope, rnd.term, st.max_seen, rnd.kind, lost, holder, remaining)
         return None

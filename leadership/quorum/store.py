@@ -372,8 +372,15 @@ class QuorumLeaseStore:
             )
         if isinstance(decision, Refused):
             if acquiring:
+                incumbent = None
+                if decision.incumbent is not None:
+                    remaining = decision.incumbent_remaining
+                    incumbent = self._lease(
+                        scope, decision.incumbent, decision.promised, remaining, remaining
+                    )
                 return LeaseResult(
                     LeaseOutcome.LEASE_HELD,
+                    incumbent,
                     detail=f"a voter majority refused term {decision.term} "
                     f"(highest promised {decision.promised})",
                 )
