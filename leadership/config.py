@@ -54,6 +54,7 @@ _RANGES = {
     "stable_after": ("stableAfter", 0.0, 600.0),
 }
 QUORUM_MODES = ("none", "static")
+MAX_VOTERS = 9
 MAX_CLOCK_DRIFT = 0.2
 
 
@@ -119,6 +120,8 @@ class LeadershipConfig:
     """Roles this node has for scopes that ask for roles (its gossip ``role`` counts too)."""
     quorum: str = attrs.field(default="none", validator=_quorum)
     """``none``: the store alone arbitrates; ``static``: a configured voter set (quorum store)."""
+    voters: tuple[str, ...] = ()
+    """``static``: the node ids of the voters (configuration epoch 1; 3 or 5 recommended)."""
     max_clock_drift: float = attrs.field(default=0.05, validator=_drift)
     """Bound on any clock's rate error against real time (epsilon of the validity rule)."""
     preempt: bool = False
@@ -141,6 +144,22 @@ class LeadershipConfig:
         if self.history_size < 16:
             raise LeadershipConfigError(
                 f"mesh.leadership.historySize: {self.history_size} is below 16"
+            )
+        if self.quorum == "static":
+            if not self.voters or len(self.voters) > MAX_VOTERS:
+                raise LeadershipConfigError(
+                    f"mesh.leadership.voters: quorum = \"static\" needs 1 to {MAX_VOTERS} voter "
+                    f"node ids (3 or 5 to survive one or two failures), got {len(self.voters)}"
+                )
+            bad = [v for v in self.voters if not isinstance(v, str) or not v.strip()]
+            if bad or len(set(self.voters)) != len(self.voters):
+                raise LeadershipConfigError(
+                    f"mesh.leadership.voters: expected distinct non-empty node ids, "
+                    f"got {list(self.voters)}"
+                )
+        elif self.voters:
+            raise LeadershipConfigError(
+                f'mesh.leadership.voters: voters need quorum = "static", not {self.quorum!r}'
             )
         keys = [s.key for s in self.scopes]
         if len(set(keys)) != len(keys):
@@ -192,6 +211,12 @@ class LeadershipConfig:
                 if not isinstance(value, str):
                     raise LeadershipConfigError(f"{where}: expected one of {QUORUM_MODES}")
                 fields["quorum"] = value
+            elif key == "voters":
+                items = _list(value, where)
+                if not all(isinstance(v, str) for v in items):
+                    raise LeadershipConfigError(f"{where}: expected a list of node ids")
+                fields["voters"] = tuple(items)
+                fields.setdefault("quorum", "static")
             elif key == "maxClockDrift":
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise LeadershipConfigError(f"{where}: expected a fraction such as 0.05")

@@ -39,6 +39,7 @@ from .clock import TrioClock
 from .config import ConfigError, MeshConfig, format_address, parse_address
 from .control import build_app
 from .crypto import Sealer, save_atomic
+from .elections import open_elections, setup_problem
 from .errors import SwimmeshError
 from .events import MemberEventKind
 from .keys import ClusterKeys, keyring_path, open_keyring
@@ -134,7 +135,7 @@ class Agent:
         self.backpressure.add_listener(self.backpressure_diagnostics)
         self.registry.register(PeerHealthCollector(self.tracker, backpressure=self.backpressure))
         self.coordinator: LeadershipCoordinator | None = None
-        """Leadership on this agent: none until it runs elections (the quorum store)."""
+        """Leadership on this agent: set while it runs elections (``mesh.leadership.voters``)."""
         self.joined = not settings.join
         self.shutdown = trio.Event()
         self.shutdown_reason = ""
@@ -240,13 +241,19 @@ async def run_agent(
         )
     tls = _tls(settings)
     control = parse_address(settings.control, "control")
-    if settings.leadership is not None and settings.leadership.enabled:
+    elections = settings.leadership is not None and settings.leadership.quorum == "static"
+    if settings.leadership is not None and not elections:
         log.warning(
-            "mesh.leadership is validated but not run by the agent yet: elections across "
-            "processes need the quorum lease store; embed leadership.LeadershipCoordinator "
-            "in one process until then",
+            'mesh.leadership has no voters: the agent runs no elections (quorum = "none" '
+            "across agents is not available yet); set mesh.leadership.voters to the node ids "
+            "of 3 or 5 voters",
             extra={"scopes": len(settings.leadership.scopes)},
         )
+    if elections:
+        assert settings.leadership is not None
+        problem = setup_problem(settings.leadership, config.name, settings.data_dir)
+        if problem is not None:
+            raise AgentError(problem)
     _check_bindable(control)
     async with AsyncExitStack() as stack:
         try:
@@ -307,8 +314,28 @@ async def run_agent(
             if announce is not None:
                 announce(info)
             nursery.start_soon(_join, agent, settings)
-            await agent.shutdown.wait()
-            log.info("agent stopping", extra={"node": node.name, "reason": agent.shutdown_reason})
+            async with AsyncExitStack() as leading:
+                if elections:
+                    assert settings.leadership is not None
+                    agent.coordinator = await leading.enter_async_context(
+                        open_elections(
+                            node,
+                            settings.leadership,
+                            data_dir=settings.data_dir,
+                            registry=agent.registry,
+                        )
+                    )
+                await agent.shutdown.wait()
+                log.info(
+                    "agent stopping", extra={"node": node.name, "reason": agent.shutdown_reason}
+                )
+                # step down and release every lease before leaving, so successors need not
+                # wait for expiry (the coordinator's block then closes without waiting)
+                if agent.coordinator is not None:
+                    with trio.move_on_after(config.leave_timeout + 1) as stepping_down:
+                        await agent.coordinator.stop()
+                    if stepping_down.cancelled_caught:
+                        log.warning("leases not all released in time; successors wait for expiry")
             with trio.move_on_after(config.leave_timeout + 1):
                 await node.leave()
             agent.save_snapshot()

@@ -82,7 +82,8 @@ class Refused:
     lost: bool
     """The candidate believed it led and stopped (a voter promised a higher term)."""
     incumbent: Holder | None = None
-    """Who a refusing voter said holds the scope (the highest term reported), if anyone."""
+    """Who the refusing voters said holds the scope (the holder most of them named), if anyone."""
+    incumbent_term: int = 0
     incumbent_remaining: float = 0.0
 
 
@@ -115,7 +116,8 @@ class _Round:
     grants: set[str] = attrs.field(factory=set)
     refusals: set[str] = attrs.field(factory=set)
     min_granted: float = math.inf
-    incumbent: tuple[int, Holder, float] | None = None
+    reports: dict[Holder, tuple[int, int, float]] = attrs.field(factory=dict)
+    """Holders refusing voters named: (voters naming it, its term, least remaining)."""
 
 
 @attrs.define
@@ -228,9 +230,12 @@ class LeaseCandidate:
             else:
                 rnd.refusals.add(reply.voter)
                 if verdict.holder is not None and verdict.holder != self.holder:
-                    seen = (verdict.promised, verdict.holder, verdict.remaining)
-                    if rnd.incumbent is None or seen[0] > rnd.incumbent[0]:
-                        rnd.incumbent = seen
+                    count, term, remaining = rnd.reports.get(verdict.holder, (0, 0, math.inf))
+                    rnd.reports[verdict.holder] = (
+                        count + 1,
+                        max(term, verdict.holder_term),
+                        min(remaining, verdict.remaining),
+                    )
             decision = self._settle(verdict.scope, st, rnd, now)
             if decision is not None:
                 decisions.append(decision)
@@ -333,8 +338,10 @@ class LeaseCandidate:
             lost = st.leader and st.max_seen > st.term
             if lost:
                 st.leader = False
-            holder, remaining = None, 0.0
-            if rnd.incumbent is not None:
-                _, holder, remaining = rnd.incumbent
-            return Refused(scope, rnd.term, st.max_seen, rnd.kind, lost, holder, remaining)
+            holder, term, remaining = None, 0, 0.0
+            if rnd.reports:
+                holder, (_, term, remaining) = max(
+                    rnd.reports.items(), key=lambda item: (item[1][0], item[1][1])
+                )
+            return Refused(scope, rnd.term, st.max_seen, rnd.kind, lost, holder, term, remaining)
         return None

@@ -12,12 +12,21 @@ decisions into :class:`~leadership.store.LeaseResult` for the coordinator:
 * A round that reaches no decision within ``round_timeout`` is abandoned (its late replies are
   ignored) and answered ``STORE_UNAVAILABLE``; a caller's cancellation abandons it too.
 * A grant that lands after its own deadline is abandoned and released, never acted on.
+
+Followers learn of leaders without asking the voters: a holder sends a notice (acquired,
+renewed, released) to every member, which feeds the store's change feed (:meth:`watch`) and a
+cache of known incumbents. While the cache holds a valid incumbent, ``acquire`` and ``get``
+answer from it without a round (an eager follower would otherwise take minority voters' terms
+from under the leader); a release notice clears it, so a successor campaigns at once.
+Notices are advisory: only the voters decide who leads.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 import attrs
@@ -27,7 +36,7 @@ import trio
 from ..clock import Clock
 from ..messenger import MessengerError, PeerMessenger
 from ..scopes import LeadershipScope
-from ..store import Lease, LeaseOutcome, LeaseResult
+from ..store import Lease, LeaseChange, LeaseChangeKind, LeaseOutcome, LeaseResult
 from ..tokens import Holder
 from .candidate import Abandoned, Decision, Elected, LeaseCandidate, Outbound, Refused, Renewed
 from .durable import PromiseStore
@@ -37,9 +46,11 @@ from .wire import (
     READ_TERM,
     ConfigCommit,
     ConfigPrepare,
+    LeaseNotice,
     LeaseReply,
     LeaseRequest,
     Message,
+    NoticeEntry,
     QuorumWireError,
     ReleaseRequest,
     RoundEntry,
@@ -49,8 +60,11 @@ from .wire import (
 
 log = logging.getLogger("leadership.quorum")
 
-MESSAGE_KIND = "leadership.quorum"
+MESSAGE_KIND = "quorum"
 """The messenger request kind the voters serve."""
+NOTICE_KIND = "quorum-notice"
+"""The messenger request kind every member serves for holders' notices."""
+WATCH_BUFFER = 1024
 CAMPAIGN_ATTEMPTS = 3
 """Campaign rounds per ``acquire``: a refusal reporting a promised term at or above ours is
 retried above it at once (the candidate had not heard of that term)."""
@@ -66,6 +80,8 @@ class _Waiter:
 class _Read:
     config: VoterConfig
     answered: set[str] = attrs.Factory(set)
+    reports: dict[Holder, tuple[int, int, float]] = attrs.Factory(dict)
+    """Holders the voters named: (voters naming it, its term, least remaining)."""
     best: tuple[int, Holder, float] | None = None
     done: trio.Event = attrs.Factory(trio.Event)
 
@@ -77,6 +93,24 @@ class QuorumStats:
     unanswered_requests: int = 0
     bad_messages: int = 0
     late_grants_released: int = 0
+    answered_from_cache: int = 0
+    notices_sent: int = 0
+    notices_received: int = 0
+
+
+@attrs.define
+class _Watcher:
+    pending: deque[LeaseChange] = attrs.Factory(deque)
+    ready: trio.Event = attrs.Factory(trio.Event)
+    overflowed: bool = False
+
+
+@attrs.frozen
+class _Known:
+    holder: Holder
+    term: int
+    until: float
+    """On this node's clock."""
 
 
 class QuorumLeaseStore:
@@ -94,8 +128,10 @@ class QuorumLeaseStore:
         voter: LeaseVoter | None = None,
         request_timeout: float = 1.0,
         round_timeout: float = 2.0,
+        peers: Callable[[], Iterable[str]] | None = None,
     ) -> None:
         self.messenger = messenger
+        self._peers = peers
         self._nursery = nursery
         self.config = config
         self.clock = clock
@@ -110,6 +146,9 @@ class QuorumLeaseStore:
         self._renewals: list[str] = []
         self._reads: dict[int, _Read] = {}
         self._next_read = 1
+        self._known: dict[str, _Known] = {}
+        self._notices: list[NoticeEntry] = []
+        self._watchers: list[_Watcher] = []
         self.stats = QuorumStats()
 
     @classmethod
@@ -125,8 +164,10 @@ class QuorumLeaseStore:
         promises: PromiseStore | None = None,
         request_timeout: float = 1.0,
         round_timeout: float = 2.0,
+        peers: Callable[[], Iterable[str]] | None = None,
     ) -> AsyncIterator[QuorumLeaseStore]:
-        """Run a store (and, with ``promises``, this node's voter) until the block ends."""
+        """Run a store (and, with ``promises``, this node's voter) until the block ends.
+        ``peers`` lists the members to send notices to (none: followers ask the voters)."""
         voter = None
         if promises is not None:
             voter = LeaseVoter(
@@ -148,8 +189,10 @@ class QuorumLeaseStore:
                 voter=voter,
                 request_timeout=request_timeout,
                 round_timeout=round_timeout,
+                peers=peers,
             )
             messenger.serve(MESSAGE_KIND, store._serve)
+            messenger.serve(NOTICE_KIND, store._on_notice)
             try:
                 yield store
             finally:
@@ -163,6 +206,9 @@ class QuorumLeaseStore:
         cand = self._candidate_for(holder, duration)
         key = scope.key
         self._scopes[key] = scope
+        cached = self._cached(scope, holder)
+        if cached is not None:
+            return cached
         decision: Decision | None = None
         for _ in range(CAMPAIGN_ATTEMPTS):
             out = cand.campaign([key], self.clock.now())
@@ -208,10 +254,16 @@ class QuorumLeaseStore:
             return LeaseResult(LeaseOutcome.NOT_CURRENT_LEADER, detail="not this holder's term")
         out = cand.release(scope.key)
         if out is not None:
+            # tell the voters and the followers now (not in a later batch: a stopping node's
+            # store is about to close), so a successor campaigns at once
+            notice = LeaseNotice((NoticeEntry("released", scope.key, holder, term, 0.0),))
             with trio.move_on_after(self.request_timeout):
                 async with trio.open_nursery() as nursery:
                     for target in sorted(out.targets):
                         nursery.start_soon(self._ask, target, out.message)
+                    for peer in self._notice_targets():
+                        payload = cbor2.dumps(encode(notice))
+                        nursery.start_soon(self._send_notice, peer, payload)
         return LeaseResult(LeaseOutcome.RELEASED)
 
     async def get(self, scope: LeadershipScope) -> LeaseResult:
@@ -226,6 +278,9 @@ class QuorumLeaseStore:
                 LeaseOutcome.LEASE_HELD,
                 self._lease(scope, cand.holder, cand.term(key), remaining, remaining),
             )
+        cached = self._cached(scope, cand.holder if cand is not None else None)
+        if cached is not None:
+            return cached
         read_id = self._next_read
         self._next_read += 1
         read = self._reads[read_id] = _Read(self.config)
@@ -347,10 +402,19 @@ class QuorumLeaseStore:
                 continue
             read.answered.add(reply.voter)
             if verdict.holder is not None and verdict.remaining > 0:
-                seen = (verdict.promised, verdict.holder, verdict.remaining)
-                if read.best is None or seen[0] > read.best[0]:
-                    read.best = seen
+                count, term, remaining = read.reports.get(verdict.holder, (0, 0, math.inf))
+                read.reports[verdict.holder] = (
+                    count + 1,
+                    max(term, verdict.holder_term),
+                    min(remaining, verdict.remaining),
+                )
             if read.config.has_majority(read.answered):
+                if read.reports:
+                    holder, (_, term, remaining) = max(
+                        read.reports.items(), key=lambda item: (item[1][0], item[1][1])
+                    )
+                    read.best = (term, holder, remaining)
+                    self._learn(verdict.scope, holder, term, remaining)
                 read.done.set()
 
     def _release_unwanted(self, key: str) -> None:
@@ -366,6 +430,8 @@ class QuorumLeaseStore:
         self, scope: LeadershipScope, holder: Holder, decision: Decision | None, *, acquiring: bool
     ) -> LeaseResult:
         if isinstance(decision, Elected | Renewed):
+            kind = "renewed" if isinstance(decision, Renewed) else "acquired"
+            self._notify(NoticeEntry(kind, scope.key, holder, decision.term, decision.granted))
             return LeaseResult(
                 LeaseOutcome.GRANTED,
                 self._lease(scope, holder, decision.term, decision.granted, decision.granted),
@@ -375,8 +441,9 @@ class QuorumLeaseStore:
                 incumbent = None
                 if decision.incumbent is not None:
                     remaining = decision.incumbent_remaining
+                    self._learn(scope.key, decision.incumbent, decision.incumbent_term, remaining)
                     incumbent = self._lease(
-                        scope, decision.incumbent, decision.promised, remaining, remaining
+                        scope, decision.incumbent, decision.incumbent_term, remaining, remaining
                     )
                 return LeaseResult(
                     LeaseOutcome.LEASE_HELD,
@@ -412,6 +479,121 @@ class QuorumLeaseStore:
             age=0.0,
             labels=scope.labels,
         )
+
+    # ---------------------------------------------------------------- followers: notices
+
+    def watch(self) -> AsyncIterator[LeaseChange]:
+        """Changes other holders announced (acquired, renewed, released), from now on;
+        ``RESYNC`` when this watcher fell behind and lost some."""
+        return self._watch()
+
+    async def _watch(self) -> AsyncIterator[LeaseChange]:
+        watcher = _Watcher()
+        self._watchers.append(watcher)
+        try:
+            while True:
+                await watcher.ready.wait()
+                watcher.ready = trio.Event()
+                if watcher.overflowed:
+                    watcher.overflowed = False
+                    watcher.pending.clear()
+                    yield LeaseChange(LeaseChangeKind.RESYNC)
+                while watcher.pending:
+                    yield watcher.pending.popleft()
+        finally:
+            self._watchers.remove(watcher)
+
+    def _publish(self, change: LeaseChange) -> None:
+        for watcher in self._watchers:
+            if len(watcher.pending) >= WATCH_BUFFER:
+                watcher.overflowed = True  # behind: its backlog becomes one resync
+            else:
+                watcher.pending.append(change)
+            watcher.ready.set()
+
+    def _learn(self, key: str, holder: Holder, term: int, remaining: float) -> None:
+        """Remember an incumbent until its lease (as a voter reported it) could end here."""
+        until = self.clock.now() + remaining * (1 - self.max_drift) / (1 + self.max_drift)
+        known = self._known.get(key)
+        if known is not None and known.term > term:
+            return  # stale news
+        self._known[key] = _Known(holder, term, until)
+
+    def _cached(self, scope: LeadershipScope, mine: Holder | None) -> LeaseResult | None:
+        known = self._known.get(scope.key)
+        if known is None or known.holder == mine:
+            return None
+        remaining = known.until - self.clock.now()
+        if remaining <= 0:
+            del self._known[scope.key]
+            return None
+        self.stats.answered_from_cache += 1
+        lease = self._lease(scope, known.holder, known.term, remaining, remaining)
+        return LeaseResult(LeaseOutcome.LEASE_HELD, lease, detail="known incumbent")
+
+    def _notify(self, entry: NoticeEntry) -> None:
+        if self._peers is None:
+            return
+        if not self._notices:
+            self._nursery.start_soon(self._flush_notices)
+        self._notices.append(entry)
+
+    async def _flush_notices(self) -> None:
+        """Send the notices of this scheduling batch in one message per member."""
+        await trio.lowlevel.checkpoint()
+        entries, self._notices = tuple(self._notices), []
+        if not entries or self._peers is None:
+            return
+        payload = cbor2.dumps(encode(LeaseNotice(entries)))
+        for peer in self._notice_targets():
+            self._nursery.start_soon(self._send_notice, peer, payload)
+
+    def _notice_targets(self) -> list[str]:
+        if self._peers is None:
+            return []
+        return sorted(set(self._peers()) - {self.messenger.local_id})
+
+    async def _send_notice(self, peer: str, payload: bytes) -> None:
+        self.stats.notices_sent += 1
+        try:
+            await self.messenger.request(
+                peer, NOTICE_KIND, payload, timeout=self.request_timeout
+            )
+        except MessengerError:
+            self.stats.unanswered_requests += 1
+
+    async def _on_notice(self, sender: str, payload: bytes) -> bytes:
+        try:
+            notice = decode(cbor2.loads(payload))
+        except (QuorumWireError, cbor2.CBORDecodeError, ValueError) as exc:
+            self._bad(sender, exc)
+            raise
+        if not isinstance(notice, LeaseNotice):
+            self._bad(sender, QuorumWireError("expected a lease notice"))
+            return b""
+        self.stats.notices_received += 1
+        for entry in notice.entries:
+            self._take_notice(entry)
+        return b""
+
+    def _take_notice(self, entry: NoticeEntry) -> None:
+        known = self._known.get(entry.scope)
+        if known is not None and entry.term < known.term:
+            return  # older than what this node knows: reordered or stale
+        scope = self._scopes.get(entry.scope)
+        kinds = {
+            "acquired": LeaseChangeKind.ACQUIRED,
+            "renewed": LeaseChangeKind.RENEWED,
+            "released": LeaseChangeKind.RELEASED,
+        }
+        if entry.kind == "released":
+            if known is not None and (known.holder, known.term) == (entry.holder, entry.term):
+                del self._known[entry.scope]
+        else:
+            self._learn(entry.scope, entry.holder, entry.term, entry.remaining)
+        if scope is not None:
+            lease = self._lease(scope, entry.holder, entry.term, entry.remaining, entry.remaining)
+            self._publish(LeaseChange(kinds[entry.kind], entry.scope, lease))
 
     # ---------------------------------------------------------------- the voter side
 

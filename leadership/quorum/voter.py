@@ -112,6 +112,12 @@ class LeaseVoter:
             return None
         return grant.holder
 
+    def _holder_term(self, scope: str, now: float) -> int:
+        grant = self._grants.get(scope)
+        if grant is None or grant.released or grant.expires <= now:
+            return 0
+        return grant.term
+
     def _remaining(self, scope: str, now: float) -> float:
         grant = self._grants.get(scope)
         if grant is None or grant.released or grant.expires <= now:
@@ -146,6 +152,7 @@ class LeaseVoter:
                 duration=duration if ok else 0.0,
                 holder=holder if ok else self.holder_of(entry.scope, now),
                 remaining=duration if ok else self._remaining(entry.scope, now),
+                holder_term=entry.term if ok else self._holder_term(entry.scope, now),
             )
             decided.append((verdict, now + duration))
         if new_terms:

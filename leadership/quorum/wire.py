@@ -63,6 +63,8 @@ class Verdict:
     """The holder of the voter's unexpired, unreleased grant for the scope after answering."""
     remaining: float = 0.0
     """How long that grant still runs on the voter's clock."""
+    holder_term: int = 0
+    """The term of that grant."""
 
 
 @attrs.frozen
@@ -114,8 +116,33 @@ class ConfigCommitted:
     accepted: bool
 
 
+NOTICE_KINDS = ("acquired", "renewed", "released")
+
+
+@attrs.frozen
+class NoticeEntry:
+    """A holder's news about one scope: it acquired, renewed or released ``term``."""
+
+    kind: str
+    scope: str
+    holder: Holder
+    term: int
+    remaining: float
+
+
+@attrs.frozen
+class LeaseNotice:
+    """Sent by a holder to every member, so followers learn of leaders without asking voters.
+
+    Advisory only: it moves followers' next look and lets them campaign at once after a
+    release; the voters alone decide who leads."""
+
+    entries: tuple[NoticeEntry, ...]
+
+
 Message = (
-    LeaseRequest
+    LeaseNotice
+    | LeaseRequest
     | LeaseReply
     | ReleaseRequest
     | ConfigPrepare
@@ -151,8 +178,17 @@ def encode(message: Message) -> list[Any]:
                     v.duration,
                     None if v.holder is None else _holder_out(v.holder),
                     v.remaining,
+                    v.holder_term,
                 ]
                 for v in message.verdicts
+            ],
+        ]
+    if isinstance(message, LeaseNotice):
+        return [
+            "lease-notice",
+            [
+                [e.kind, e.scope, _holder_out(e.holder), e.term, e.remaining]
+                for e in message.entries
             ],
         ]
     if isinstance(message, ReleaseRequest):
@@ -198,6 +234,9 @@ def decode(data: object) -> Message:
         return ReleaseRequest(
             holder=_holder_in(data[1]), scope=_text(data[2], "scope"), term=_int(data[3], "term")
         )
+    if kind == "lease-notice":
+        _arity(data, 2, kind)
+        return LeaseNotice(tuple(_notice_entry(e) for e in _items(data[1], "notices")))
     if kind == "cfg-prep":
         _arity(data, 3, kind)
         return ConfigPrepare(old=_config_required(data[1]), new=_config_required(data[2]))
@@ -220,6 +259,20 @@ def decode(data: object) -> Message:
             accepted=_bool(data[3], "accepted"),
         )
     raise QuorumWireError(f"unknown quorum message kind {kind!r}")
+
+
+def _notice_entry(value: object) -> NoticeEntry:
+    if not isinstance(value, list) or len(value) != 5 or value[0] not in NOTICE_KINDS:
+        raise QuorumWireError(
+            f"a notice is [{'|'.join(NOTICE_KINDS)}, scope, holder, term, remaining]"
+        )
+    return NoticeEntry(
+        kind=value[0],
+        scope=_text(value[1], "scope"),
+        holder=_holder_in(value[2]),
+        term=_int(value[3], "term"),
+        remaining=_duration(value[4]),
+    )
 
 
 def _bool(value: object, what: str) -> bool:
@@ -312,9 +365,10 @@ def _round_entry(value: object) -> RoundEntry:
 
 
 def _verdict(value: object) -> Verdict:
-    if not isinstance(value, list) or len(value) != 8 or not isinstance(value[3], bool):
+    if not isinstance(value, list) or len(value) != 9 or not isinstance(value[3], bool):
         raise QuorumWireError(
-            "a verdict is [scope, round, term, granted, promised, duration, holder, remaining]"
+            "a verdict is [scope, round, term, granted, promised, duration, holder, remaining, "
+            "holder term]"
         )
     return Verdict(
         scope=_text(value[0], "scope"),
@@ -325,4 +379,5 @@ def _verdict(value: object) -> Verdict:
         duration=_duration(value[5]),
         holder=None if value[6] is None else _holder_in(value[6]),
         remaining=_duration(value[7]),
+        holder_term=_int(value[8], "holder term"),
     )
