@@ -10,10 +10,17 @@ import pytest
 import trio
 import trio.testing
 
-from leadership import LeadershipConfig, LeadershipCoordinator, LeadershipScope, LeaseOutcome
+from leadership import (
+    LeadershipConfig,
+    LeadershipCoordinator,
+    LeadershipScope,
+    LeaseChangeKind,
+    LeaseOutcome,
+)
 from leadership.clock import TrioTime
 from leadership.quorum import MemoryPromises, VoterConfig
 from leadership.quorum.store import MESSAGE_KIND, QuorumLeaseStore
+from leadership.quorum.wire import NoticeEntry
 from leadership.testing import LocalMesh, LocalMessenger
 from leadership.tokens import Holder
 
@@ -188,3 +195,64 @@ async def test_coordinators_elect_one_leader_and_fail_over_with_a_higher_fence(c
             token = coordinators[second].election(SCOPE.scope_id).token
             assert token is not None and token.fence_token > fence
             nursery.cancel_scope.cancel()
+
+
+async def open_with_notices(stack: AsyncExitStack, mesh: LocalMesh, names: list[str]):
+    stores: dict[str, QuorumLeaseStore] = {}
+    for name in names:
+        mesh.add(name)
+        messenger = CountingMessenger(mesh, name)
+        messenger.sent = collections.Counter()
+        stores[name] = await stack.enter_async_context(
+            QuorumLeaseStore.open(
+                messenger,
+                config=VOTERS,
+                clock=TrioTime(),
+                max_duration=D,
+                promises=MemoryPromises() if name in VOTERS.voters else None,
+                peers=lambda: list(names),
+            )
+        )
+    return stores
+
+
+async def next_change(feed):
+    with trio.fail_after(5):
+        return await feed.__anext__()
+
+
+async def test_followers_learn_from_notices_and_campaign_after_a_release(clock):
+    mesh = LocalMesh()
+    async with AsyncExitStack() as stack:
+        stores = await open_with_notices(stack, mesh, ["v1", "v2", "v3", "c1", "c2"])
+        a, b = Holder("c1", "x"), Holder("c2", "y")
+        feed = stores["c2"].watch()
+        await stores["c2"].get(SCOPE)  # c2 takes part in the scope
+        assert (await stores["c1"].acquire(SCOPE, a, D)).outcome is LeaseOutcome.GRANTED
+        change = await next_change(feed)
+        assert change.kind is LeaseChangeKind.ACQUIRED and change.lease.holder == a
+        sent = dict(stores["c2"].messenger.sent)  # type: ignore[attr-defined]
+        held = await stores["c2"].acquire(SCOPE, b, D)
+        assert held.outcome is LeaseOutcome.LEASE_HELD and held.lease.holder == a
+        assert stores["c2"].messenger.sent == sent  # answered from what the notice said
+        assert stores["c2"].stats.answered_from_cache == 1
+        await stores["c1"].release(SCOPE, a, 1)
+        change = await next_change(feed)
+        assert change.kind is LeaseChangeKind.RELEASED
+        won = await stores["c2"].acquire(SCOPE, b, D)
+        assert won.outcome is LeaseOutcome.GRANTED and won.lease.term == 2
+
+
+async def test_news_of_a_released_term_is_ignored(clock):
+    mesh = LocalMesh()
+    async with AsyncExitStack() as stack:
+        stores = await open_with_notices(stack, mesh, ["v1", "v2", "v3"])
+        a = Holder("c1", "x")
+        store = stores["v3"]
+        await store.get(SCOPE)
+        store._take_notice(NoticeEntry("released", SCOPE.key, a, 4, 0.0))
+        store._take_notice(NoticeEntry("renewed", SCOPE.key, a, 4, D))  # overtaken
+        assert store._cached(SCOPE, None) is None
+        store._take_notice(NoticeEntry("acquired", SCOPE.key, a, 5, D))
+        cached = store._cached(SCOPE, None)
+        assert cached is not None and cached.lease.term == 5

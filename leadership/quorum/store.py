@@ -147,6 +147,8 @@ class QuorumLeaseStore:
         self._reads: dict[int, _Read] = {}
         self._next_read = 1
         self._known: dict[str, _Known] = {}
+        self._released: dict[str, int] = {}
+        """The highest released term per scope this node heard of (later news of it is stale)."""
         self._notices: list[NoticeEntry] = []
         self._watchers: list[_Watcher] = []
         self.stats = QuorumStats()
@@ -580,6 +582,8 @@ class QuorumLeaseStore:
         known = self._known.get(entry.scope)
         if known is not None and entry.term < known.term:
             return  # older than what this node knows: reordered or stale
+        if entry.kind != "released" and entry.term <= self._released.get(entry.scope, 0):
+            return  # news of a term already released, overtaken by the release
         scope = self._scopes.get(entry.scope)
         kinds = {
             "acquired": LeaseChangeKind.ACQUIRED,
@@ -587,6 +591,7 @@ class QuorumLeaseStore:
             "released": LeaseChangeKind.RELEASED,
         }
         if entry.kind == "released":
+            self._released[entry.scope] = max(self._released.get(entry.scope, 0), entry.term)
             if known is not None and (known.holder, known.term) == (entry.holder, entry.term):
                 del self._known[entry.scope]
         else:

@@ -1,0 +1,151 @@
+"""Leader elections across real agent processes on 127.0.0.1: the quorum lease store with three
+static voters among five agents (``fast`` preset, real time)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from swimmesh.testing import AgentProcesses as Agents
+from swimmesh.testing import wait_until
+
+pytestmark = pytest.mark.system
+NAMES = ["a", "b", "c", "d", "e"]
+VOTERS = ["a", "b", "c"]
+SCOPE = "global-control"
+
+
+def start_mesh(agents: Agents, tmp_path: Path, lease: str = "4s", lead: str = "1500ms") -> Path:
+    config = tmp_path / "swimmesh.toml"
+    config.write_text(
+        "[mesh.leadership]\n"
+        f"voters = {json.dumps(VOTERS)}\n"
+        f'leaseDuration = "{lease}"\n'
+        f'renewalLeadTime = "{lead}"\n'
+    )
+    for name in NAMES:
+        start(agents, tmp_path, config, name)
+    return config
+
+
+def start(agents: Agents, tmp_path: Path, config: Path, name: str) -> None:
+    seeds = [a for a in agents.live() if a != name]
+    join = ["--join", agents.gossip(seeds[0])] if seeds else []
+    agents.start(name, "--config", str(config), "--data-dir", str(tmp_path / name), *join)
+
+
+def tokens(agents: Agents, name: str) -> dict[str, dict[str, object]]:
+    try:
+        doc = httpx.get(agents.url(name) + "/control/leaders", timeout=2).json()
+    except httpx.HTTPError:
+        return {}
+    return {t["scope"]: t for t in doc["tokens"]}
+
+
+def agreed(agents: Agents, not_leader: str | None = None) -> tuple[str, int] | None:
+    """The leader and fence every live agent reports for the scope, when they all agree."""
+    seen = set()
+    for name in agents.live():
+        token = tokens(agents, name).get(SCOPE)
+        if token is None:
+            return None
+        seen.add((str(token["leaderId"]), int(token["fenceToken"])))  # type: ignore[call-overload]
+    if len(seen) != 1:
+        return None
+    (leader,) = seen
+    return None if leader[0] == not_leader else leader
+
+
+def wait_agreed(agents: Agents, not_leader: str | None = None, timeout: float = 30.0):
+    found: list[tuple[str, int]] = []
+
+    def check() -> bool:
+        result = agreed(agents, not_leader)
+        if result is not None:
+            found.append(result)
+        return result is not None
+
+    wait_until(check, timeout, f"every agent agreeing on a leader other than {not_leader}")
+    return found[-1]
+
+
+def test_every_agent_agrees_and_the_cli_shows_the_same_leader(agents: Agents, tmp_path) -> None:
+    start_mesh(agents, tmp_path)
+    leader, fence = wait_agreed(agents)
+    for name in NAMES:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "swimmesh",
+                "mesh",
+                "leaders",
+                "status",
+                "--url",
+                agents.url(name),
+                "--format",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        (token,) = [t for t in json.loads(proc.stdout)["tokens"] if t["scope"] == SCOPE]
+        assert (token["leaderId"], token["fenceToken"]) == (leader, fence)
+    for voter in VOTERS:
+        assert (tmp_path / voter / "leadership-promised-terms.json").exists()
+
+
+def test_kill_9_of_the_leader_elects_another_with_a_higher_fence(agents: Agents, tmp_path):
+    start_mesh(agents, tmp_path)
+    leader, fence = wait_agreed(agents)
+    agents.kill(leader, signal.SIGKILL)
+    successor, new_fence = wait_agreed(agents, not_leader=leader)
+    assert successor != leader and new_fence > fence
+
+
+def test_sigterm_hands_over_before_the_old_lease_could_expire(agents: Agents, tmp_path):
+    # a long lease, renewed early: waiting for it to run out would take 10 s or more
+    start_mesh(agents, tmp_path, lease="20s", lead="8s")
+    leader, fence = wait_agreed(agents)
+    other = next(n for n in NAMES if n != leader)
+    old = tokens(agents, other)[SCOPE]
+    expires = datetime.fromisoformat(str(old["expiresAt"]).replace("Z", "+00:00")).timestamp()
+    # the old token's expiry, as an observer saw it; renewals move it on, so read it late
+    proc = agents.procs.pop(leader)
+    proc.send_signal(signal.SIGTERM)
+    successor, new_fence = wait_agreed(agents, not_leader=leader)
+    handed_over_at = datetime.now().timestamp()
+    assert proc.wait(timeout=30) == 0
+    assert new_fence > fence
+    assert handed_over_at < expires - 5, "the successor waited for the old lease to expire"
+    statuses = agents.peers(successor)
+    assert statuses[leader] == "Left"
+
+
+def test_restarted_voters_keep_their_promises_and_fences_never_go_back(agents: Agents, tmp_path):
+    config = start_mesh(agents, tmp_path)
+    fences = [wait_agreed(agents)[1]]
+    for voter in VOTERS:
+        leader, _ = wait_agreed(agents)
+        agents.kill(voter, signal.SIGKILL)
+        start(agents, tmp_path, config, voter)
+        if voter == leader:
+            leader, fence = wait_agreed(agents, not_leader=voter)
+        else:
+            leader, fence = wait_agreed(agents)
+        fences.append(fence)
+    assert fences == sorted(fences)
+    # every voter restarted once: a new leader after a kill still gets a higher fence
+    leader, fence = wait_agreed(agents)
+    agents.kill(leader, signal.SIGKILL)
+    _, after = wait_agreed(agents, not_leader=leader)
+    assert after > fence
