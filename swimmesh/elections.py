@@ -70,12 +70,13 @@ async def open_elections(
     *,
     data_dir: str | None,
     registry: CollectorRegistry | None = None,
+    clock: Clock | None = None,
 ) -> AsyncIterator[LeadershipCoordinator]:
     """Run this node's voter (if it is one), candidate and coordinator until the block ends;
     leaving the block steps down from every scope and releases the leases. Check
     :func:`setup_problem` first."""
     path = promises_path(data_dir)
-    clock = lease_clock()
+    clock = clock if clock is not None else lease_clock()
     async with QuorumLeaseStore.open(
         MeshMessenger(node),
         config=VoterConfig(1, config.voters),

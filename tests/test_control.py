@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -362,3 +363,73 @@ def test_a_new_keyring_file_is_written_from_key_and_then_is_the_truth(tmp_path: 
     ring = open_keyring(encode_key(old), path, install_key=True)
     assert ring is not None and ring.primary == new and old in ring.keys
     assert set(json.loads(path.read_text())) == {encode_key(new), encode_key(old)}
+
+
+async def test_an_unhealthy_report_steps_the_leader_down_and_peers_see_it(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    from contextlib import AsyncExitStack
+
+    from leadership import LeadershipConfig, TrioTime
+    from swimmesh.elections import open_elections
+
+    voters = ("a", "b", "c")
+    async with plane() as p, AsyncExitStack() as stack:
+        for name in voters:
+            await p.add(name)
+        await formed(p, 3)
+        for name in voters:
+            p.agents[name].coordinator = await stack.enter_async_context(
+                open_elections(
+                    p.cluster.nodes[name],
+                    LeadershipConfig(quorum="static", voters=voters),
+                    data_dir=str(tmp_path / name),
+                    clock=TrioTime(),
+                )
+            )
+
+        def leaders() -> list[str]:
+            return [n for n in voters if p.agents[n].coordinator.is_leader("global-control")]
+
+        await wait_for(lambda: len(leaders()) == 1, timeout=30, what="a leader")
+        (leader,) = leaders()
+        client = p.clients[leader]
+        assert (await client.post("/control/health", json={"healthy": False})).status_code == 401
+        bad = await client.post("/control/health", json={"healthy": "no"}, headers=AUTH)
+        assert bad.status_code == 400 and leaders() == [leader]
+        reply = await client.post(
+            "/control/health", json={"healthy": False, "reason": "disk full"}, headers=AUTH
+        )
+        assert reply.status_code == 200
+        assert reply.json() == {"healthy": False, "reason": "disk full", "leading": []}
+        await wait_for(
+            lambda: len(leaders()) == 1 and leaders() != [leader], timeout=30, what="successor"
+        )
+        other = leaders()[0]
+
+        async def peer_metadata() -> dict[str, Any]:
+            doc = (await p.clients[other].get("/control/peers")).json()
+            return next(x["metadata"] for x in doc["peers"] if x["nodeId"] == leader)
+
+        with trio.fail_after(30):
+            while (await peer_metadata())["labels"].get("leadership.healthy") != "false":
+                await trio.sleep(0.1)
+        await trio.sleep(10)  # an unhealthy node does not campaign again
+        assert leader not in leaders()
+        shown = (await client.get("/control/health")).json()
+        assert shown["healthy"] is False and shown["reason"] == "disk full"
+        again = await client.post("/control/health", json={"healthy": True}, headers=AUTH)
+        assert again.status_code == 200 and again.json()["healthy"] is True
+        for name in voters:
+            await p.agents[name].coordinator.stop()
+
+
+async def test_the_health_report_answers_503_without_a_coordinator(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with plane() as p:
+        await p.add("a")
+        client = p.clients["a"]
+        assert (await client.get("/control/health")).status_code == 503
+        reply = await client.post("/control/health", json={"healthy": False}, headers=AUTH)
+        assert reply.status_code == 503

@@ -111,6 +111,22 @@ def cmd_backpressure(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    if args.health_command == "set":
+        body = {"healthy": args.healthy, "reason": args.reason}
+        doc = call("POST", args.url, "/control/health", args.timeout, token(args), body)
+    else:
+        doc = call("GET", args.url, "/control/health", args.timeout)
+    if args.format == "json":
+        print(json.dumps(doc, indent=2))
+    else:
+        state = "healthy" if doc["healthy"] else "unhealthy"
+        why = f" ({doc['reason']})" if doc.get("reason") else ""
+        leading = ", ".join(doc["leading"]) or "nothing"
+        print(f"{state}{why}; leading {leading}")
+    return EXIT_OK
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     if args.keys_command == "generate":
         print(encode_key(generate_key()))

@@ -15,6 +15,7 @@ from .base import DEFAULT_URL, EXIT_INTERRUPTED, CliError, parse_timeout
 from .commands import (
     cmd_agent,
     cmd_backpressure,
+    cmd_health,
     cmd_keys,
     cmd_leaders,
     cmd_lease_health,
@@ -99,6 +100,21 @@ def _mesh_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--watch", action="store_true", help="stream leadership events until Ctrl+C (exit 0)"
     )
     status.set_defaults(func=cmd_leaders)
+    health = mesh.add_parser(
+        "health", help="this node's fitness to lead (/control/health)"
+    ).add_subparsers(dest="health_command", required=True)
+    hshow = health.add_parser("show", help="healthy or not, and the scopes it leads")
+    _read_flags(hshow)
+    hshow.set_defaults(func=cmd_health)
+    hset = health.add_parser(
+        "set", help="report health: unhealthy steps down from every scope and stops campaigning"
+    )
+    state = hset.add_mutually_exclusive_group(required=True)
+    state.add_argument("--healthy", dest="healthy", action="store_true", default=None)
+    state.add_argument("--unhealthy", dest="healthy", action="store_false")
+    hset.add_argument("--reason", default="", help="why (shown in logs and events)")
+    _read_flags(hset, token=True)
+    hset.set_defaults(func=cmd_health)
     bp = mesh.add_parser("backpressure", help="the agent's backpressure signal")
     _read_flags(bp)
     bp.add_argument("--watch", action="store_true", help="stream signals until Ctrl+C (exit 0)")

@@ -15,6 +15,7 @@ from .host import ControlHost
 from .keys import key_routes
 from .leadership import leadership_routes
 from .mesh import mesh_routes
+from .service_health import service_health_routes
 
 
 def build_app(host: ControlHost) -> Starlette:
@@ -22,6 +23,7 @@ def build_app(host: ControlHost) -> Starlette:
     return Starlette(
         routes=[
             *leadership_routes(lambda: host.coordinator),
+            *service_health_routes(lambda: host.coordinator, guard),
             *health_routes(host, guard),
             *mesh_routes(host, guard),
             *key_routes(host, guard),
