@@ -115,6 +115,10 @@ class Stats:
     stream_fallbacks: int = 0
     packets_sent: int = 0
     packets_received: int = 0
+    packets_accepted: int = 0
+    """Datagrams that decoded (their messages may still be dropped one by one)."""
+    packets_dropped: int = 0
+    """Datagrams refused whole: undecodable, wrong version or label, oversize."""
     bytes_sent: int = 0
     bytes_received: int = 0
     messages_received: int = 0
@@ -200,6 +204,11 @@ class SwimInstance:
     def broadcast_depth(self) -> int:
         return len(self._broadcasts)
 
+    @property
+    def broadcasts_dropped(self) -> int:
+        """Broadcasts a full queue pushed out before they reached their retransmit limit."""
+        return self._broadcasts.dropped
+
     def members(self) -> list[Member]:
         return [s.view() for s in self._table.values()]
 
@@ -255,11 +264,13 @@ class SwimInstance:
         try:
             messages = codec.decode_packet(data, self._label)
         except codec.DecodeError as exc:
+            self.stats.packets_dropped += 1
             self.stats.dropped[exc.reason] += 1
             log.debug(
                 "dropped datagram", extra={"node": self.name, "peer": source, "reason": exc.reason}
             )
             return
+        self.stats.packets_accepted += 1
         self.receive_messages(source, messages, now)
 
     def receive_messages(self, source: Address, messages: list[PacketMessage], now: float) -> None:
