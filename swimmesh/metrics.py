@@ -19,7 +19,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from .member import MemberStatus
-from .protocol.instance import RTT_BUCKETS_MS
+from .protocol.stats import RTT_BUCKETS_MS
 from .runtime import MeshNode
 
 DropSource = Callable[[], Mapping[str, int]]
