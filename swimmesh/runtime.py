@@ -100,14 +100,15 @@ class MeshNode:
         clock: Clock,
         nursery: trio.Nursery,
         rng: random.Random,
-        packet_overhead: int = 0,
     ) -> None:
         self.config = config
         self.name = config.name
         self._transport = transport
         self._clock = clock
         self._nursery = nursery
-        self._instance = SwimInstance(config, clock.now(), rng, packet_overhead=packet_overhead)
+        self._instance = SwimInstance(
+            config, clock.now(), rng, packet_overhead=transport.packet_overhead
+        )
         # Insertion-ordered (a dict, not a set): delivery order must not depend on memory
         # addresses, or simulations with the same seed would not replay.
         self._subscribers: dict[EventSubscription, None] = {}
@@ -124,16 +125,13 @@ class MeshNode:
     async def open(
         cls,
         config: MeshConfig,
-        transport: Transport | None = None,
+        transport: Transport,
         *,
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> AsyncIterator[MeshNode]:
-        """Start a node on ``transport`` and stop it when the block exits."""
-        if transport is None:
-            raise TypeError(
-                "MeshNode.open needs a transport: pass MemoryNetwork(...).endpoint(address)"
-            )
+        """Start a node on ``transport`` (a ``NetTransport``, or a ``MemoryNetwork`` endpoint in
+        tests) and stop it when the block exits."""
         clock = clock if clock is not None else TrioClock()
         rng = rng if rng is not None else random.Random(config.seed)
         async with trio.open_nursery() as nursery:

@@ -22,7 +22,8 @@ class SealedTransport:
 
     @property
     def packet_overhead(self) -> int:
-        return getattr(self.inner, "packet_overhead", 0) + self._datagrams.overhead
+        """The inner transport's overhead plus this seal's version byte, nonce and tag."""
+        return self.inner.packet_overhead + self._datagrams.overhead
 
     @property
     def local_address(self) -> Address:
