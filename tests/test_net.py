@@ -21,7 +21,7 @@ from swimmesh.testing import wait_for
 from swimmesh.transport import TransportError
 from swimmesh.transport.net import RESOURCE, NetOptions, NetTransport
 from swimmesh.transport.sealed import SealedTransport
-from swimmesh.transport.tls import TlsPolicy, fingerprint
+from swimmesh.transport.tls import TlsFileError, TlsPolicy, fingerprint
 
 LOOPBACK = ("127.0.0.1", 0)
 
@@ -176,6 +176,22 @@ async def test_mtls_with_pinning(tmp_path: Path) -> None:
             await outsider.request(a.local_address, b"x")
         with pytest.raises(TransportError):  # b only talks to servers named "a"
             await b.request(rogue.local_address, b"x")
+
+
+async def test_a_transport_with_an_unusable_tls_file_refuses_to_open(tmp_path: Path) -> None:
+    create_ca(tmp_path)
+    create_cert(tmp_path, "a", tmp_path)
+    create_cert(tmp_path, "b", tmp_path)
+    mismatched = TlsPolicy(cert_file=tmp_path / "a.pem", key_file=tmp_path / "b-key.pem")
+    with pytest.raises(TlsFileError, match=r"key_file: .*b-key\.pem: is not the key"):
+        async with NetTransport.open(LOOPBACK, NetOptions(tls=mismatched)):
+            pass
+    missing = TlsPolicy(
+        cert_file=tmp_path / "a.pem", key_file=tmp_path / "a-key.pem", ca_file=tmp_path / "no.pem"
+    )
+    with pytest.raises(TlsFileError, match=r"ca_file: .*no\.pem: cannot read it"):
+        async with NetTransport.open(LOOPBACK, NetOptions(tls=missing)):
+            pass
 
 
 async def test_unsealed_frame_to_an_encrypted_node_is_refused() -> None:

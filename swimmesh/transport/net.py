@@ -165,6 +165,8 @@ class NetTransport:
     ) -> AsyncIterator[NetTransport]:
         """Bind UDP and TCP on ``bind`` (port 0 picks one free for both) and serve streams."""
         opts = options if options is not None else NetOptions()
+        if opts.tls is not None:
+            opts.tls.check()  # a bad TLS file fails here, not at the first handshake
         udp, listeners = await _bind_both(bind)
         host, port = udp.getsockname()[:2]
         async with trio.open_nursery() as nursery:
