@@ -11,6 +11,8 @@ from .member import Address, Member, MemberStatus
 from .protocol import MetadataTooLarge
 from .runtime import EventSubscription, JoinError, MeshNode, RequestError
 from .transport import Transport, TransportError
+from .transport.net import NetOptions, NetTransport
+from .transport.tls import TlsFileError, TlsPolicy
 
 __version__ = "0.1.0"
 
@@ -28,8 +30,12 @@ __all__ = [
     "MeshConfig",
     "MeshNode",
     "MetadataTooLarge",
+    "NetOptions",
+    "NetTransport",
     "RequestError",
     "SkewedClock",
+    "TlsFileError",
+    "TlsPolicy",
     "Transport",
     "TransportError",
     "TrioClock",

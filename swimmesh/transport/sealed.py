@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 from ..codec import DecodeError
-from ..crypto import Sealer
+from ..crypto import OVERHEAD, SEAL_VERSION, Sealer
 from ..member import Address
 from .base import StreamHandler, Transport, TransportError
 
@@ -45,7 +45,7 @@ class SealedTransport:
                 request = self._streams.open(data)
             except DecodeError as exc:
                 self.dropped[f"stream_{exc.reason}"] += 1
-                raise TransportError(f"stream frame refused: {exc.reason}") from None
+                raise TransportError(refusal("request", exc, data)) from None
             return self._streams.seal(await handler(source, request))
 
         self.inner.serve_streams(opened)
@@ -56,7 +56,16 @@ class SealedTransport:
             return self._streams.open(reply)
         except DecodeError as exc:
             self.dropped[f"stream_{exc.reason}"] += 1
-            raise TransportError(f"reply refused: {exc.reason}") from None
+            raise TransportError(refusal("reply", exc, reply)) from None
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def refusal(what: str, exc: DecodeError, data: bytes) -> str:
+    """Why a stream ``request`` or ``reply`` was refused, in words that point at the cause."""
+    if exc.reason != "decrypt":
+        return f"{what} refused: {exc}"
+    if len(data) < OVERHEAD or data[0] != SEAL_VERSION:
+        return f"the {what} was not encrypted: gossip encryption is on here but not there"
+    return f"no installed key could decrypt the {what}: the gossip keys (or cluster labels) differ"
