@@ -147,14 +147,17 @@ def _make_certs(tmp_path: Path) -> None:
     create_cert(tmp_path / "other", "outsider", tmp_path / "other")
 
 
-def _tls(certs: Path, name: str, issuer: Path | None = None, **kw: object) -> NetOptions:
-    """mTLS options for ``name``, its certificate from ``issuer`` (the cluster CA by default)."""
+def _tls(
+    certs: Path, name: str, issuer: Path | None = None, trust: Path | None = None, **kw: object
+) -> NetOptions:
+    """mTLS options for ``name``, its certificate from ``issuer`` (the cluster CA by default),
+    trusting the CA in ``trust`` (the cluster CA by default)."""
     issuer = issuer or certs
     return NetOptions(
         tls=TlsPolicy(
             cert_file=issuer / f"{name}.pem",
             key_file=issuer / f"{name}-key.pem",
-            ca_file=certs / "ca.pem",
+            ca_file=(trust or certs) / "ca.pem",
             require_client_cert=True,
             **kw,  # type: ignore[arg-type]
         )
@@ -259,6 +262,14 @@ def _join_cases(certs: Path) -> dict[str, tuple[dict[str, object], dict[str, obj
         "key on the joiner only": ({}, {"keyring": Keyring([key])}),
         "label": ({"label": "blue"}, {"label": "green"}),
         "another CA": ({"options": _tls(certs, "a")}, {"options": _tls(certs, "outsider", other)}),
+        "the seed from another CA": (
+            {"options": _tls(certs, "a")},
+            {"options": _tls(certs, "outsider", other, trust=other)},
+        ),
+        "seed name not allowed": (
+            {"options": _tls(certs, "rogue")},
+            {"options": _tls(certs, "b", allowed_names=("a",))},
+        ),
         "name not allowed": (
             {"options": _tls(certs, "a", allowed_names=("a", "b"))},
             {"options": _tls(certs, "rogue")},
@@ -267,8 +278,16 @@ def _join_cases(certs: Path) -> dict[str, tuple[dict[str, object], dict[str, obj
     }
 
 
-# case -> (what the joiner's JoinError says, what the seed logs)
-_JOIN_CAUSES = {
+# case -> (what the joiner's JoinError says, what the seed logs; None: the joiner refused)
+_JOIN_CAUSES: dict[str, tuple[str, str | None]] = {
+    "the seed from another CA": (
+        r"TLS handshake failed: the peer's certificate failed verification",
+        r"refused a connection: TLS: the other side hung up during the TLS handshake",
+    ),
+    "seed name not allowed": (
+        r"its certificate is refused here: peer certificate names .*'rogue'.* are not allowed",
+        None,
+    ),
     "wrong key": (
         r"refused the request: no installed key could decrypt the request: the gossip keys",
         r"refused a stream request: no installed key could decrypt",
@@ -317,10 +336,33 @@ async def test_a_failed_join_names_its_cause_and_the_seed_logs_it_once(
         with pytest.raises(JoinError, match=joiner_says) as failure:
             await joiner.join([seed.local_member.address], timeout=1.5)
         assert f"{seed_address} (" in str(failure.value)
+    if seed_logs is None:
+        return
     refusals = [r for r in caplog.records if re.search(seed_logs, r.getMessage())]
     # The joiner retried several times; the seed said it once, naming the peer's address.
     assert len(refusals) == 1, [r.getMessage() for r in caplog.records]
     assert "from 127.0.0.1:" in refusals[0].getMessage()
+
+
+async def test_a_node_says_once_that_it_cannot_decrypt_a_peers_datagrams(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="swimmesh")
+    async with node("a", Keyring([generate_key()])) as (a, _, sealed):
+        assert sealed is not None
+        sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+        await sock.bind(("127.0.0.1", 0))
+        await sock.connect(a.local_member.address)
+        for _ in range(3):
+            await sock.send(Sealer(Keyring([generate_key()])).seal(b"\x83\x01\x60\x80"))
+        await wait_for(lambda: sealed.dropped["decrypt"] == 3, timeout=5)
+        port = sock.getsockname()[1]
+        sock.close()
+    said = [r.getMessage() for r in caplog.records if "datagram" in r.getMessage()]
+    assert said == [
+        f"dropped a datagram from 127.0.0.1:{port}: no installed key could decrypt the "
+        "datagram: the gossip keys (or cluster labels) differ"
+    ]
 
 
 async def test_a_join_names_a_refused_connection_and_a_silent_seed() -> None:

@@ -3,12 +3,16 @@ the cluster label bound) and opened on the way in; what fails to open is counted
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 from ..codec import DecodeError
 from ..crypto import OVERHEAD, SEAL_VERSION, Sealer
 from ..member import Address
+from ..ratelog import RateLimitedLog
 from .base import StreamHandler, Transport, TransportError
+
+log = logging.getLogger("swimmesh.transport")
 
 
 class SealedTransport:
@@ -16,6 +20,7 @@ class SealedTransport:
 
     def __init__(self, inner: Transport, datagrams: Sealer, streams: Sealer) -> None:
         self.inner = inner
+        self._undecryptable = RateLimitedLog(log)  # a warning a minute per peer host
         self._datagrams = datagrams
         self._streams = streams
         self.dropped: Counter[str] = Counter()
@@ -38,6 +43,12 @@ class SealedTransport:
                 return source, self._datagrams.open(data)
             except DecodeError as exc:
                 self.dropped[exc.reason] += 1
+                if exc.reason == "decrypt":
+                    peer = f"{source[0]}:{source[1]}"
+                    why = refusal("datagram", exc, data)
+                    self._undecryptable.warning(
+                        source[0], f"dropped a datagram from {peer}: {why}", {"peer": peer}
+                    )
 
     def serve_streams(self, handler: StreamHandler) -> None:
         async def opened(source: Address, data: bytes) -> bytes:
