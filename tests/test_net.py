@@ -282,7 +282,7 @@ def _join_cases(certs: Path) -> dict[str, tuple[dict[str, object], dict[str, obj
 _JOIN_CAUSES: dict[str, tuple[str, str | None]] = {
     "the seed from another CA": (
         r"TLS handshake failed: the peer's certificate failed verification",
-        r"refused a connection: TLS: the other side hung up during the TLS handshake",
+        r"stream handshake failed: TLS: the other side hung up during the TLS handshake",
     ),
     "seed name not allowed": (
         r"its certificate is refused here: peer certificate names .*'rogue'.* are not allowed",
@@ -306,16 +306,16 @@ _JOIN_CAUSES: dict[str, tuple[str, str | None]] = {
     ),
     "another CA": (
         r"hung up during the TLS handshake \(it refused our certificate",
-        r"refused a connection: the peer's certificate failed verification",
+        r"stream handshake failed: the peer's certificate failed verification",
     ),
     "name not allowed": (
         r"refused the connection: certificate refused: peer certificate names "
         r"\['localhost', 'rogue'\] are not allowed",
-        r"refused a connection: peer certificate names .*'rogue'.* are not allowed",
+        r"stream handshake failed: peer certificate names .*'rogue'.* are not allowed",
     ),
     "TLS on the seed only": (
         r"closed the connection during the handshake .*does it require TLS\?",
-        r"refused a connection: TLS: the peer speaks plain HTTP, not TLS",
+        r"stream handshake failed: TLS: the peer speaks plain HTTP, not TLS",
     ),
 }
 
@@ -382,6 +382,9 @@ async def test_a_join_names_a_refused_connection_and_a_silent_seed() -> None:
                 await joiner.join(
                     [("127.0.0.1", closed_port), ("127.0.0.1", silent_port)], timeout=1.0
                 )
+        async with NetTransport.open(LOOPBACK, NetOptions(handshake_timeout=0.3)) as impatient:
+            with pytest.raises(TransportError, match=r"handshake did not finish within 0\.3 s"):
+                await impatient.request(("127.0.0.1", silent_port), b"x")
         nursery.cancel_scope.cancel()
     message = str(failure.value)
     assert f"127.0.0.1:{closed_port} (cannot connect to 127.0.0.1:{closed_port}: " in message

@@ -303,7 +303,7 @@ class NetTransport:
                     ValueError,
                 ) as exc:
                     self.dropped["stream_handshake"] += 1
-                    self._refused(peer, "handshake", f"refused a connection: {_cause(exc)}")
+                    self._refused(peer, "handshake", f"stream handshake failed: {_cause(exc)}")
             if handshake.cancelled_caught:
                 self.dropped["stream_handshake_timeout"] += 1
             if ws is None:
@@ -463,6 +463,11 @@ class NetTransport:
                 except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
                     await trio.aclose_forcefully(stream)
                     raise TransportError(f"{host}:{port}: {step} failed: {_cause(exc)}") from None
+                except trio.TooSlowError:
+                    await trio.aclose_forcefully(stream)
+                    raise TransportError(
+                        f"{host}:{port}: {step} did not finish within {opts.handshake_timeout} s"
+                    ) from None
                 except BaseException:
                     await trio.aclose_forcefully(stream)
                     raise
