@@ -345,9 +345,28 @@ def check_sections(data: Mapping[str, Any]) -> None:
                 )
 
 
+_TLS_FLAGS = ("requireClientCert", "allowUntrustedCertificates", "checkCertificateRevocation")
+_TLS_LISTS = ("allowedNames", "allowedFingerprints", "allowedThumbprints")
+
+
 def check_tls(settings: AgentSettings) -> None:
-    """Load every TLS file the settings name, so a bad path or a certificate that does not
-    match its key stops the agent at start-up instead of failing every handshake later."""
+    """Check the ``mesh.gossip.tls`` values and load every file they name, so a bad path or a
+    certificate that does not match its key stops the agent at start-up instead of failing
+    every handshake later. Switches given as strings (``"false"``) become booleans."""
+    tls = settings.tls
+    for key in _TLS_FLAGS:
+        if key in tls:
+            tls[key] = _bool(tls[key], f"mesh.gossip.tls.{key}")
+    for key in _TLS_LISTS:
+        value = tls.get(key)
+        if value is not None and (
+            not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+        ):
+            raise ConfigError(f"mesh.gossip.tls.{key}: expected a list of strings, got {value!r}")
+    if "minVersion" in tls and tls["minVersion"] not in ("1.2", "1.3"):
+        raise ConfigError(
+            f'mesh.gossip.tls.minVersion: expected "1.2" or "1.3", got {tls["minVersion"]!r}'
+        )
     files = {
         field: _str(settings.tls[key], f"mesh.gossip.tls.{key}")
         for key, field in _TLS_FILES.items()

@@ -260,6 +260,29 @@ def test_tls_files_are_loaded_and_checked_when_the_settings_are_read(
     assert load_settings(str(path), {}, {}).tls["certFile"] == f"{certs}/a.pem"
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('allowedNames = "a"', r"^mesh\.gossip\.tls\.allowedNames: expected a list of strings"),
+        ('requireClientCert = "maybe"', r"^mesh\.gossip\.tls\.requireClientCert: expected true"),
+        ("minVersion = 1.3", r'^mesh\.gossip\.tls\.minVersion: expected "1\.2" or "1\.3"'),
+    ],
+)
+def test_tls_values_are_checked_with_the_key_as_written(
+    tmp_path: Path, body: str, message: str
+) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(f"[mesh.gossip.tls]\n{body}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_settings(str(path), {}, {})
+
+
+def test_a_tls_switch_written_as_a_string_means_what_it_says(tmp_path: Path) -> None:
+    path = tmp_path / "agent.json"
+    path.write_text('{"mesh": {"gossip": {"tls": {"requireClientCert": "false"}}}}')
+    assert load_settings(str(path), {}, {}).tls["requireClientCert"] is False
+
+
 def test_agent_with_a_tls_path_that_does_not_exist_exits_1_naming_key_and_path(
     tmp_path: Path,
 ) -> None:
