@@ -1,7 +1,11 @@
 """False-positive scenario of the Lifeguard paper: loss plus nodes that stall.
 
-Every node stays alive the whole time, so every DEAD event is a false positive and every
-SUSPECT event a false suspicion. Run with ``python -m simulations.lifeguard``.
+Every node stays alive during the fault phase, so every DEAD event then is a false positive and
+every SUSPECT event a false suspicion. The scenario proves its faults happened: the stalls are
+measured where they bite, as time during which datagrams were due at a victim but held back.
+At the end, after the faults, one healthy node crashes for real, and the time until the first
+node declares it dead shows the other side of the trade (Lifeguard's suspicion timeout starts
+long but shrinks with independent confirmations). Run with ``python -m simulations.lifeguard``.
 """
 
 from __future__ import annotations
@@ -25,10 +29,21 @@ class Outcome:
     seconds: float
     loss: float
     stalls: int
+    """Stalls requested."""
+    stalls_observed: int
+    """Stalls that held back at least one datagram at their victim."""
+    stalled_seconds: float
+    """Time datagrams were due at the victims but held back, summed over victims."""
     false_suspicions: int
+    suspicions_per_victim: float
+    """False suspicions about a stalled node, on average: how hard the stalls bit."""
+    suspicions_per_bystander: float
+    """False suspicions about a node that never stalled, on average."""
     false_deaths: int
     refutations: int
     nodes_ever_declared_dead: list[str]
+    detection_seconds: float | None
+    """From the final real crash to the first node declaring it dead (None: not within 60 s)."""
 
 
 async def run(
@@ -42,7 +57,8 @@ async def run(
     stallers: int = 2,
     seed: int = 1,
 ) -> Outcome:
-    """Form a mesh, then run ``seconds`` of loss and random stalls of ``stallers`` nodes."""
+    """Form a mesh, run ``seconds`` of loss and random stalls of ``stallers`` nodes (none if
+    ``stallers`` is 0), then crash one healthy node and time its detection."""
     rng = random.Random(seed)
     net = MemoryNetwork(seed=seed)
     net.set_latency(0.002, 0.001)
@@ -64,22 +80,45 @@ async def run(
             end = trio.current_time() + seconds
             while trio.current_time() < end:
                 await trio.sleep(rng.expovariate(1.0 / stall_every))
-                net.pause((rng.choice(victims), 7946), stall)
-                stalls += 1
+                if victims:
+                    net.pause((rng.choice(victims), 7946), stall)
+                    stalls += 1
             net.set_loss(0.0)
+            faults_over = trio.current_time()
+            # Let the last stall drain and any refutation spread, then fail a node for real.
+            with trio.move_on_after(120):
+                while not cluster.views_agree(MemberStatus.ALIVE):
+                    await trio.sleep(0.5)
+            crashed = rng.choice([n for n in names[1:] if n not in victims])
+            cluster.crash(crashed)
+            crashed_at = trio.current_time()
+            detection: float | None = None
+            with trio.move_on_after(60):
+                while not log.of(MemberEventKind.DEAD, about=crashed):
+                    await trio.sleep(0.1)
+                detection = log.of(MemberEventKind.DEAD, about=crashed)[0][0] - crashed_at
             watchers.cancel_scope.cancel()
         refutations = sum(n.stats.refutations for n in cluster.live())
-    deaths = log.of(MemberEventKind.DEAD)
+    observed = [net.stats((v, 7946)) for v in victims]
+    deaths = [r for r in log.of(MemberEventKind.DEAD) if r[0] <= faults_over]
+    suspicions = [r for r in log.of(MemberEventKind.SUSPECT) if r[0] <= faults_over]
+    of_victims = sum(1 for r in suspicions if r[2].member.name in victims)
+    bystanders = nodes - len(victims)
     return Outcome(
         lifeguard=lifeguard,
         nodes=nodes,
         seconds=seconds,
         loss=loss,
         stalls=stalls,
-        false_suspicions=len(log.of(MemberEventKind.SUSPECT)),
+        stalls_observed=sum(st.stalls for st in observed),
+        stalled_seconds=sum(st.stalled_seconds for st in observed),
+        false_suspicions=len(suspicions),
+        suspicions_per_victim=of_victims / max(1, len(victims)),
+        suspicions_per_bystander=(len(suspicions) - of_victims) / max(1, bystanders),
         false_deaths=len(deaths),
         refutations=refutations,
         nodes_ever_declared_dead=sorted({ev.member.name for _, _, ev in deaths}),
+        detection_seconds=detection,
     )
 
 

@@ -12,6 +12,8 @@ from .member import Address, Member, MemberStatus
 from .protocol import MetadataTooLarge
 from .runtime import EventSubscription, JoinError, MeshNode, RequestError
 from .transport import Transport, TransportError
+from .transport.net import NetOptions, NetTransport
+from .transport.tls import TlsFileError, TlsPolicy
 
 __version__ = "0.1.0"
 
@@ -29,9 +31,13 @@ __all__ = [
     "MeshConfig",
     "MeshNode",
     "MetadataTooLarge",
+    "NetOptions",
+    "NetTransport",
     "RequestError",
     "SkewedClock",
     "SwimmeshError",
+    "TlsFileError",
+    "TlsPolicy",
     "Transport",
     "TransportError",
     "TrioClock",

@@ -7,6 +7,7 @@ docs/configuration.md for the mapping. Every error names the key and the bad val
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import tomllib
@@ -21,6 +22,7 @@ from leadership import parse_duration as leadership_duration
 
 from . import __version__
 from .config import PRESETS, ConfigError, MeshConfig, format_address, parse_address
+from .transport.tls import TlsFileError, check_tls_files
 
 
 def parse_duration(value: Any, key: str) -> float:
@@ -114,6 +116,9 @@ class AgentSettings:
     """OmniRelay's suspicionInterval, mapped onto suspicion_mult once the interval is known."""
     leadership: LeadershipConfig | None = None
     """The validated ``mesh.leadership`` section, when the file has one."""
+    written_as: dict[str, str] = attrs.Factory(dict)
+    """MeshConfig field -> the key the user wrote for it (``mesh.gossip.fanout``), so that an
+    error raised while building the config names what the user can find in their file."""
 
     def mesh_config(self, default_name: str) -> MeshConfig:
         """The validated node configuration these settings describe."""
@@ -121,15 +126,29 @@ class AgentSettings:
         if self.suspicion_interval is not None:
             interval = float(fields.get("probe_interval", PRESETS[self.preset]["probe_interval"]))
             fields["suspicion_mult"] = max(1, round(self.suspicion_interval / interval))
-        return MeshConfig.from_preset(
-            self.preset,
-            name=self.node_id or default_name,
-            bind=parse_address(self.bind, "bind"),
-            advertise=parse_address(self.advertise, "advertise") if self.advertise else None,
-            cluster_label=self.cluster_label,
-            metadata=self.metadata,
-            **fields,
-        )
+        try:
+            return MeshConfig.from_preset(
+                self.preset,
+                name=self.node_id or default_name,
+                bind=parse_address(self.bind, "bind"),
+                advertise=parse_address(self.advertise, "advertise") if self.advertise else None,
+                cluster_label=self.cluster_label,
+                metadata=self.metadata,
+                **fields,
+            )
+        except ConfigError as exc:
+            if not self.written_as:
+                raise
+            # MeshConfig names its own fields; say instead what the user wrote.
+            names = self.written_as
+            pattern = r"\b(" + "|".join(map(re.escape, names)) + r")\b"
+            raise ConfigError(re.sub(pattern, lambda m: names[m.group(1)], str(exc))) from None
+
+
+def _did_you_mean(word: str, known: Any) -> str:
+    """``"; did you mean X?"`` for the nearest of ``known``, or nothing when none is near."""
+    near = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6)
+    return f"; did you mean {near[0]}?" if near else ""
 
 
 def _section(data: Mapping[str, Any], *path: str) -> Mapping[str, Any]:
@@ -191,20 +210,29 @@ def _bool(value: Any, key: str) -> bool:
     raise ConfigError(f"{key}: expected true or false, got {value!r}")
 
 
-def apply_gossip_section(settings: AgentSettings, gossip: Mapping[str, Any], prefix: str) -> None:
-    """Apply a ``mesh.gossip`` mapping (OmniRelay's keys and ours) onto ``settings``."""
+def apply_gossip_section(
+    settings: AgentSettings,
+    gossip: Mapping[str, Any],
+    prefix: str,
+    names: Mapping[str, str] | None = None,
+) -> None:
+    """Apply a ``mesh.gossip`` mapping (OmniRelay's keys and ours) onto ``settings``; errors
+    name ``prefix.key``, or ``names[key]`` when given (the environment variable set)."""
     host: str | None = None
     port: int | None = None
     adv_host: str | None = None
     adv_port: int | None = None
     for key, value in gossip.items():
-        where = f"{prefix}.{key}"
+        where = names[key] if names is not None else f"{prefix}.{key}"
         if key in _DURATION_FIELDS:
             settings.gossip[_DURATION_FIELDS[key]] = parse_duration(value, where)
+            settings.written_as[_DURATION_FIELDS[key]] = where
         elif key in _INT_FIELDS:
             settings.gossip[_INT_FIELDS[key]] = _int(value, where)
+            settings.written_as[_INT_FIELDS[key]] = where
         elif key == "suspicionInterval":
             settings.suspicion_interval = parse_duration(value, where)
+            settings.written_as["suspicion_mult"] = where
         elif key == "lifeguard":
             settings.gossip["lifeguard"] = _bool(value, where)
         elif key == "streamFallback":
@@ -235,6 +263,7 @@ def apply_gossip_section(settings: AgentSettings, gossip: Mapping[str, Any], pre
             settings.preset = value
         elif key == "clusterLabel":
             settings.cluster_label = _str(value, where)
+            settings.written_as["cluster_label"] = where
         elif key in _METADATA_KEYS:
             settings.metadata[_METADATA_KEYS[key]] = _str(value, where)
         elif key == "labels":
@@ -249,7 +278,7 @@ def apply_gossip_section(settings: AgentSettings, gossip: Mapping[str, Any], pre
         elif key in _IGNORED:
             continue
         else:
-            raise ConfigError(f"{where}: unknown key")
+            raise ConfigError(f"{where}: unknown key{_did_you_mean(key, _GOSSIP_KEYS)}")
     if host is not None or port is not None:
         current = parse_address(settings.bind, "bind")
         settings.bind = format_address(
@@ -273,7 +302,85 @@ _AGENT_KEYS = {
 }
 
 
+_GOSSIP_KEYS = {
+    *_DURATION_FIELDS,
+    *_INT_FIELDS,
+    *_METADATA_KEYS,
+    *_IGNORED,
+    "suspicionInterval",
+    "lifeguard",
+    "streamFallback",
+    "nodeId",
+    "bindAddress",
+    "port",
+    "bind",
+    "advertiseHost",
+    "advertisePort",
+    "advertise",
+    "seedPeers",
+    "join",
+    "preset",
+    "clusterLabel",
+    "labels",
+    "tls",
+}
+_SECTIONS = {"mesh": ("gossip", "agent", "leadership")}
+"""The sections a file may have; anything else is a typo that would otherwise vanish."""
+_TLS_FILES = {"certFile": "cert_file", "keyFile": "key_file", "caFile": "ca_file"}
+
+
+def check_sections(data: Mapping[str, Any]) -> None:
+    """Refuse a section the agent does not read (``[mesh.gosip]``), suggesting the nearest one."""
+    for top, value in data.items():
+        if top not in _SECTIONS:
+            raise ConfigError(f"{top}: unknown section{_did_you_mean(top, _SECTIONS)}")
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{top}: expected a table/object")
+        for name in value:
+            if name not in _SECTIONS[top]:
+                known = [f"{top}.{s}" for s in _SECTIONS[top]]
+                raise ConfigError(
+                    f"{top}.{name}: unknown section{_did_you_mean(f'{top}.{name}', known)}"
+                    f" (known: {', '.join(known)})"
+                )
+
+
+_TLS_FLAGS = ("requireClientCert", "allowUntrustedCertificates", "checkCertificateRevocation")
+_TLS_LISTS = ("allowedNames", "allowedFingerprints", "allowedThumbprints")
+
+
+def check_tls(settings: AgentSettings) -> None:
+    """Check the ``mesh.gossip.tls`` values and load every file they name, so a bad path or a
+    certificate that does not match its key stops the agent at start-up instead of failing
+    every handshake later. Switches given as strings (``"false"``) become booleans."""
+    tls = settings.tls
+    for key in _TLS_FLAGS:
+        if key in tls:
+            tls[key] = _bool(tls[key], f"mesh.gossip.tls.{key}")
+    for key in _TLS_LISTS:
+        value = tls.get(key)
+        if value is not None and (
+            not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+        ):
+            raise ConfigError(f"mesh.gossip.tls.{key}: expected a list of strings, got {value!r}")
+    if "minVersion" in tls and tls["minVersion"] not in ("1.2", "1.3"):
+        raise ConfigError(
+            f'mesh.gossip.tls.minVersion: expected "1.2" or "1.3", got {tls["minVersion"]!r}'
+        )
+    files = {
+        field: _str(settings.tls[key], f"mesh.gossip.tls.{key}")
+        for key, field in _TLS_FILES.items()
+        if settings.tls.get(key) is not None
+    }
+    try:
+        check_tls_files(**files)
+    except TlsFileError as exc:
+        key = {v: k for k, v in _TLS_FILES.items()}[exc.field]
+        raise ConfigError(f"mesh.gossip.tls.{key}: {exc.path}: {exc.reason}") from None
+
+
 def apply_file(settings: AgentSettings, data: Mapping[str, Any]) -> None:
+    check_sections(data)
     apply_gossip_section(settings, _section(data, "mesh", "gossip"), "mesh.gossip")
     mesh = data.get("mesh")
     if isinstance(mesh, Mapping) and "leadership" in mesh:
@@ -290,7 +397,8 @@ def apply_file(settings: AgentSettings, data: Mapping[str, Any]) -> None:
         elif key in _AGENT_KEYS:
             setattr(settings, _AGENT_KEYS[key], _str(value, where))
         else:
-            raise ConfigError(f"{where}: unknown key")
+            near = _did_you_mean(key, [*_AGENT_KEYS, "insecure"])
+            raise ConfigError(f"{where}: unknown key{near}")
 
 
 _ENV = {
@@ -317,14 +425,16 @@ def apply_env(settings: AgentSettings, env: Mapping[str, str]) -> None:
         settings.join = [s.strip() for s in env["SWIMMESH_JOIN"].split(",") if s.strip()]
     if "SWIMMESH_INSECURE" in env:
         settings.insecure = _bool(env["SWIMMESH_INSECURE"], "SWIMMESH_INSECURE")
-    gossip = {}
+    gossip: dict[str, str] = {}
+    variables: dict[str, str] = {}
     for var, value in env.items():
         if var.startswith("SWIMMESH_GOSSIP_"):
             snake = var.removeprefix("SWIMMESH_GOSSIP_").lower()
             camel = re.sub(r"_(\w)", lambda m: m.group(1).upper(), snake)
             gossip[camel] = value
+            variables[camel] = var
     if gossip:
-        apply_gossip_section(settings, gossip, "SWIMMESH_GOSSIP_*")
+        apply_gossip_section(settings, gossip, "SWIMMESH_GOSSIP", variables)
 
 
 def load_settings(
@@ -353,4 +463,5 @@ def load_settings(
         parse_address(seed, "join")
     if settings.log_format not in ("text", "json"):
         raise ConfigError(f"log_format: expected text or json, got {settings.log_format!r}")
+    check_tls(settings)
     return settings

@@ -121,7 +121,6 @@ class MemberState:
     last_rtt_ms: float | None = None
     last_seen: float | None = None
     _claim: Claim | None = None
-    _encoded: bytes | None = None
 
     @classmethod
     def from_claim(cls, claim: Claim, now: float) -> MemberState:
@@ -165,7 +164,7 @@ class MemberState:
                 )
                 self.meta_version = claim.meta_version
                 self.metadata = claim.metadata
-        self._claim = self._encoded = None  # the register moved, even if nothing shows yet
+        self._claim = None  # the register moved, even if nothing shows yet
         if status_changed or identity_changed:
             self.last_change = now
         return status_changed, identity_changed
@@ -196,14 +195,6 @@ class MemberState:
                 metadata=self.metadata,
             )
         return self._claim
-
-    def encoded(self) -> bytes:
-        """This state as an encoded push-pull entry, cached until the state changes."""
-        if self._encoded is None:
-            from .codec import encode_state
-
-            self._encoded = encode_state(self.to_claim())
-        return self._encoded
 
 
 def merge_claims(

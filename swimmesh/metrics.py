@@ -19,10 +19,14 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from .member import MemberStatus
-from .protocol.instance import RTT_BUCKETS_MS
+from .protocol.stats import RTT_BUCKETS_MS
 from .runtime import MeshNode
 
 DropSource = Callable[[], Mapping[str, int]]
+"""The transport's drop counters by reason (``decrypt``, ``replay``, ``stream_*``, ...)."""
+
+DATAGRAM_TRANSPORT_DROPS = frozenset({"decrypt", "replay"})
+"""Transport drop reasons that refuse a whole incoming datagram (a sealed one that fails)."""
 
 
 class GossipCollector(Collector):
@@ -61,20 +65,23 @@ class GossipCollector(Collector):
         yield rtt
 
         drops: dict[str, int] = dict(stats.dropped)
-        if self._transport_drops is not None:
-            for reason, n in self._transport_drops().items():
-                drops[reason] = drops.get(reason, 0) + n
-        dropped_in = sum(drops.values())
+        transport_drops = self._transport_drops() if self._transport_drops is not None else {}
+        for reason, n in transport_drops.items():
+            drops[reason] = drops.get(reason, 0) + n
         messages = CounterMetricFamily(
             "mesh_gossip_messages",
-            "Gossip packets by direction and outcome",
+            "Gossip datagrams by direction and outcome",
             labels=["direction", "outcome"],
         )
         messages.add_metric(["out", "sent"], stats.packets_sent)
-        messages.add_metric(
-            ["in", "accepted"], max(0, stats.packets_received - sum(stats.dropped.values()))
+        # Datagrams only: one that decoded is accepted (whatever became of its messages); one
+        # refused whole (undecodable, or failing to decrypt) is dropped. Send errors, stream
+        # frames and single messages are counted by reason in swimmesh_dropped_packets only.
+        messages.add_metric(["in", "accepted"], stats.packets_accepted)
+        refused_by_transport = sum(
+            n for reason, n in transport_drops.items() if reason in DATAGRAM_TRANSPORT_DROPS
         )
-        messages.add_metric(["in", "dropped"], dropped_in)
+        messages.add_metric(["in", "dropped"], stats.packets_dropped + refused_by_transport)
         yield messages
 
         dropped = CounterMetricFamily(
@@ -125,6 +132,11 @@ class GossipCollector(Collector):
             "swimmesh_broadcast_queue_depth",
             "Broadcasts waiting to be gossiped",
             value=inst.broadcast_depth,
+        )
+        yield CounterMetricFamily(
+            "swimmesh_broadcasts_dropped",
+            "Broadcasts pushed out of a full queue before their retransmit limit",
+            value=inst.broadcasts_dropped,
         )
         yield GaugeMetricFamily(
             "swimmesh_incarnation", "This node's incarnation", value=inst.incarnation

@@ -32,6 +32,7 @@ from .protocol import (
     Stats,
     SwimInstance,
 )
+from .ratelog import RateLimitedLog
 from .transport.base import Transport, TransportError
 
 log = logging.getLogger("swimmesh.node")
@@ -100,14 +101,15 @@ class MeshNode:
         clock: Clock,
         nursery: trio.Nursery,
         rng: random.Random,
-        packet_overhead: int = 0,
     ) -> None:
         self.config = config
         self.name = config.name
         self._transport = transport
         self._clock = clock
         self._nursery = nursery
-        self._instance = SwimInstance(config, clock.now(), rng, packet_overhead=packet_overhead)
+        self._instance = SwimInstance(
+            config, clock.now(), rng, packet_overhead=transport.packet_overhead
+        )
         # Insertion-ordered (a dict, not a set): delivery order must not depend on memory
         # addresses, or simulations with the same seed would not replay.
         self._subscribers: dict[EventSubscription, None] = {}
@@ -118,22 +120,20 @@ class MeshNode:
         self._armed_deadline = math.inf
         self._progress = trio.Event()
         self.closed = False
+        self._refusals = RateLimitedLog(log)  # refused stream requests: once a minute per cause
 
     @classmethod
     @asynccontextmanager
     async def open(
         cls,
         config: MeshConfig,
-        transport: Transport | None = None,
+        transport: Transport,
         *,
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> AsyncIterator[MeshNode]:
-        """Start a node on ``transport`` and stop it when the block exits."""
-        if transport is None:
-            raise TypeError(
-                "MeshNode.open needs a transport: pass MemoryNetwork(...).endpoint(address)"
-            )
+        """Start a node on ``transport`` (a ``NetTransport``, or a ``MemoryNetwork`` endpoint in
+        tests) and stop it when the block exits."""
         clock = clock if clock is not None else TrioClock()
         rng = rng if rng is not None else random.Random(config.seed)
         async with trio.open_nursery() as nursery:
@@ -215,7 +215,7 @@ class MeshNode:
             nonlocal contacted
             delay = 0.05
             while True:
-                reply = await self._exchange(
+                reply = await self._exchange_or_why(
                     seed,
                     self._instance.push_pull_message(join=True),
                     min(self.config.tcp_timeout, deadline - trio.current_time()),
@@ -227,7 +227,10 @@ class MeshNode:
                     await self._flush()
                     contacted += 1
                     return
-                errors[seed] = "no answer" if reply is None else "unexpected reply"
+                why = reply if isinstance(reply, str) else _unexpected(reply)
+                # A retry cut short by the join deadline must not hide the real cause.
+                if not why.startswith(_NO_ANSWER) or seed not in errors:
+                    errors[seed] = why
                 wait = min(
                     delay * (1 + self._instance.rng.random()), deadline - trio.current_time()
                 )
@@ -390,6 +393,13 @@ class MeshNode:
         self, address: Address, message: StreamMessage, timeout: float
     ) -> StreamMessage | None:
         """One stream request/reply; ``None`` on timeout, transport failure or bad reply."""
+        reply = await self._exchange_or_why(address, message, timeout)
+        return None if isinstance(reply, str) else reply
+
+    async def _exchange_or_why(
+        self, address: Address, message: StreamMessage, timeout: float
+    ) -> StreamMessage | str:
+        """One stream request/reply, or in words why there was none (a join names it)."""
         label = self.config.cluster_label
         async with self._stream_slots:
             with trio.move_on_after(max(timeout, 0.0)):
@@ -403,9 +413,11 @@ class MeshNode:
                         "stream request failed",
                         extra={"node": self.name, "peer": address, "error": str(exc)},
                     )
+                    return str(exc)
                 except codec.DecodeError as exc:
                     self._instance.stats.dropped[exc.reason] += 1
-        return None
+                    return _frame_problem("reply", exc, label)
+        return f"{_NO_ANSWER} {max(timeout, 0.0):.1f} s"
 
     async def _serve_stream(self, source: Address, data: bytes) -> bytes:
         label = self.config.cluster_label
@@ -413,6 +425,13 @@ class MeshNode:
             msg = codec.decode_frame(data, label)
         except codec.DecodeError as exc:
             self._instance.stats.dropped[exc.reason] += 1
+            peer = format_address(source)
+            why = _frame_problem("request", exc, label)
+            self._refusals.warning(
+                (source[0], exc.reason),
+                f"refused a stream request from {peer}: {why}",
+                {"node": self.name, "peer": peer, "reason": exc.reason},
+            )
             return codec.encode_frame(label, UserResponse(False, b"", f"rejected: {exc.reason}"))
         if isinstance(msg, UserRequest):
             handler = self._request_handlers.get(msg.kind)
@@ -432,3 +451,27 @@ class MeshNode:
         if answer is None:
             answer = UserResponse(False, b"", "unsupported request")
         return codec.encode_frame(label, answer)
+
+
+_NO_ANSWER = "no answer within"
+
+
+def _frame_problem(what: str, exc: codec.DecodeError, label: str) -> str:
+    """Why a stream frame (a ``request`` or a ``reply``) was refused, pointing at the likely
+    misconfiguration rather than at the decoder."""
+    if exc.reason == "label":
+        return f"the {what} carries another cluster label than ours ({label!r})"
+    if exc.reason == "version":
+        return f"the {what} speaks another protocol version ({exc})"
+    if exc.reason == "malformed":
+        return (
+            f"the {what} is not a swimmesh frame ({exc}); is gossip encryption on there "
+            "but off here?"
+        )
+    return f"the {what} was refused: {exc}"
+
+
+def _unexpected(reply: StreamMessage) -> str:
+    if isinstance(reply, UserResponse) and not reply.ok:
+        return f"the seed refused the request: {reply.error}"
+    return f"unexpected reply {type(reply).__name__}"

@@ -115,6 +115,24 @@ def test_json_files_and_precedence_file_env_flags(tmp_path: Path) -> None:
         ('[mesh.leadership]\nleaseDuration = "00:20:00"', r"leaseDuration: 1200s is outside"),
         ("[mesh.leadership]\nleaseTime = 1", "mesh.leadership.leaseTime: unknown key"),
         ('[[mesh.leadership.scopes]]\nscopeId = "shard/x"', r"scopes\[0\]"),
+        # a misspelled section or key is an error that suggests the valid one
+        ("[mesh.gosip]\nport = 7000", r"mesh\.gosip: unknown section; did you mean mesh\.gossip\?"),
+        ('[mesh.agnet]\ncontrolToken = "s3cret"', r"mesh\.agnet: .*did you mean mesh\.agent\?"),
+        ("[msh.gossip]\nport = 7000", r"msh: unknown section; did you mean mesh\?"),
+        ('[mesh.gossip]\nprobeIntervall = "1s"', r"probeIntervall: .*did you mean probeInterval\?"),
+        # TLS values, named as written
+        (
+            '[mesh.gossip.tls]\nallowedNames = "a"',
+            r"^mesh\.gossip\.tls\.allowedNames: expected a list of strings",
+        ),
+        (
+            '[mesh.gossip.tls]\nrequireClientCert = "maybe"',
+            r"^mesh\.gossip\.tls\.requireClientCert: expected true",
+        ),
+        (
+            "[mesh.gossip.tls]\nminVersion = 1.3",
+            r'^mesh\.gossip\.tls\.minVersion: expected "1\.2" or "1\.3"',
+        ),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, body: str, message: str) -> None:
@@ -174,3 +192,103 @@ def test_the_leadership_section_is_read_with_omnirelay_keys(tmp_path: Path) -> N
     assert (s.leadership.lease_duration, s.leadership.evaluation_interval) == (10.0, 0.5)
     assert [x.scope_id for x in s.leadership.scopes] == ["shard/orders/1", "shard/orders/2"]
     assert load_settings(None, {}, {}).leadership is None
+
+
+@pytest.mark.parametrize(
+    ("body", "env", "message"),
+    [
+        ("[mesh.gossip]\nfanout = -1", {}, r"^mesh\.gossip\.fanout: must be >= 1, got -1$"),
+        (
+            '[mesh.gossip]\ninterval = "1s"\npingTimeout = "2s"',
+            {},
+            r"^mesh\.gossip\.pingTimeout: 2\.0 must not exceed mesh\.gossip\.interval 1\.0$",
+        ),
+        ("", {"SWIMMESH_GOSSIP_GOSSIP_NODES": "0"}, r"^SWIMMESH_GOSSIP_GOSSIP_NODES: must be >= 1"),
+    ],
+)
+def test_value_errors_name_the_key_the_user_wrote(
+    tmp_path: Path, body: str, env: dict[str, str], message: str
+) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(body)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(str(path), env, {}).mesh_config("x")
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> Path:
+    from swimmesh.devcerts import create_ca, create_cert
+
+    create_ca(tmp_path)
+    create_cert(tmp_path, "a", tmp_path)
+    create_cert(tmp_path, "b", tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("tls", "message"),
+    [
+        (
+            {"certFile": "missing.pem", "keyFile": "a-key.pem"},
+            r"^mesh\.gossip\.tls\.certFile: \S*missing\.pem: cannot read it: No such file",
+        ),
+        (
+            {"certFile": "a.pem", "keyFile": "b-key.pem"},
+            r"^mesh\.gossip\.tls\.keyFile: \S*b-key\.pem: is not the key of the certificate",
+        ),
+        ({"certFile": "a.pem"}, r"^mesh\.gossip\.tls\.certFile: \S*a\.pem: holds no private key"),
+        (
+            {"certFile": "a.pem", "keyFile": "a-key.pem", "caFile": "nowhere/ca.pem"},
+            r"^mesh\.gossip\.tls\.caFile: \S*nowhere/ca\.pem: cannot read it",
+        ),
+        (
+            {"certFile": "a.pem", "keyFile": "a-key.pem", "caFile": "a-key.pem"},
+            r"^mesh\.gossip\.tls\.caFile: \S*a-key\.pem: holds no PEM certificate",
+        ),
+    ],
+)
+def test_tls_files_are_loaded_and_checked_when_the_settings_are_read(
+    certs: Path, tls: dict[str, str], message: str
+) -> None:
+    path = certs / "agent.toml"
+    lines = [f'{k} = "{certs / v}"' for k, v in tls.items()]
+    path.write_text("[mesh.gossip.tls]\n" + "\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=message):
+        load_settings(str(path), {}, {})
+    good = ["certFile = '{0}/a.pem'", "keyFile = '{0}/a-key.pem'", "caFile = '{0}/ca.pem'"]
+    path.write_text("[mesh.gossip.tls]\n" + "\n".join(good).format(certs))
+    assert load_settings(str(path), {}, {}).tls["certFile"] == f"{certs}/a.pem"
+
+
+def test_a_tls_switch_written_as_a_string_means_what_it_says(tmp_path: Path) -> None:
+    path = tmp_path / "agent.json"
+    path.write_text('{"mesh": {"gossip": {"tls": {"requireClientCert": "false"}}}}')
+    assert load_settings(str(path), {}, {}).tls["requireClientCert"] is False
+
+
+def test_agent_with_a_tls_path_that_does_not_exist_exits_1_naming_key_and_path(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "agent.toml"
+    missing = tmp_path / "certs" / "node.pem"
+    path.write_text(f'[mesh.gossip.tls]\ncertFile = "{missing}"\n')
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "swimmesh",
+            "agent",
+            "--config",
+            str(path),
+            "--bind",
+            "127.0.0.1:0",
+            "--control",
+            "127.0.0.1:0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "mesh.gossip.tls.certFile" in lines[0] and str(missing) in lines[0]

@@ -204,16 +204,94 @@ def test_buddy_ping_carries_the_suspicion() -> None:
     assert ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="a")) in msgs
 
 
-def test_plain_swim_has_no_buddy_no_nack_and_fixed_timeout() -> None:
-    inst = make(peers=("b", "c", "d", "e"), lifeguard=False)
+def timed_packets(
+    inst: SwimInstance, until: float, acking: tuple[str, int] | None = None
+) -> list[tuple[float, tuple[str, int], list[object]]]:
+    """Run the timers up to ``until``; every packet sent, with the time it was sent. Pings to
+    ``acking`` are acked at once (a live peer)."""
+    sent = []
+    while inst.next_deadline() <= until:
+        t = inst.next_deadline()
+        inst.tick(t)
+        for addr, msgs in packets(inst.drain()):
+            sent.append((t, addr, msgs))
+            for m in msgs:
+                if addr == acking and isinstance(m, Ping):
+                    inst.receive_messages(addr, [Ack(m.seq)], t)
+                    sent.extend((t, a, ms) for a, ms in packets(inst.drain()))
+    return sent
+
+
+def _suspect_b_from_c(inst: SwimInstance, now: float = 0.0) -> None:
     inst.receive_messages(
-        ("c", 1), [ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="c"))], 0.0
+        ("c", 1), [ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="c"))], now
     )
+    inst.drain()
+
+
+def test_plain_swim_has_no_buddy_no_nack_no_nudge_and_a_fixed_timeout() -> None:
+    inst = make(peers=("b", "c", "d", "e"), lifeguard=False)
+    _suspect_b_from_c(inst)
+    # A confirmation changes nothing without Lifeguard (with it, the timeout would start at
+    # the maximum and shrink only part way with one confirmation).
+    claim = Claim("b", 0, SUSPECT, ("b", 1), source="d")
+    inst.receive_messages(("d", 1), [ClaimMessage(claim)], 0.5)
     minimum, _ = inst.suspicion_bounds()
-    out = run_until(inst, minimum)
+    sent = timed_packets(inst, minimum - 1e-6, acking=("b", 1))
+    assert inst.member("b").status is SUSPECT  # type: ignore[union-attr]
+    pings_to_b = [ms for _, a, ms in sent if a == ("b", 1) and any(isinstance(m, Ping) for m in ms)]
+    assert pings_to_b, "b was probed while suspected"
+    # Neither a buddy claim on the probes nor a last-call nudge: nothing from "a" tells b.
+    mine = ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="a"))
+    assert all(mine not in ms for _, _, ms in sent)
+    assert all(not (isinstance(m, PingReq) and m.nack) for _, _, ms in sent for m in ms)
+    out = run_until(inst, minimum)  # exactly the minimum, never the Lifeguard maximum
     assert (MemberEventKind.DEAD, "b") in events(out)
-    assert all(not (isinstance(m, PingReq) and m.nack) for _, ms in packets(out) for m in ms)
-    assert inst.health_score == 0
+    assert inst.health_score == 0  # and no Local Health Multiplier
+
+
+def test_last_call_nudges_reach_the_suspect_before_the_deadline() -> None:
+    inst = make(peers=("b", "c", "d", "e"))
+    _suspect_b_from_c(inst)
+    # b answers our probes (so we never confirm) but missed the suspicion: nobody confirms,
+    # the deadline stays at the maximum.
+    _, maximum = inst.suspicion_bounds()
+    cfg = inst.config
+    sent = timed_packets(inst, maximum - 1e-6, acking=("b", 1))
+    nudge = ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="a"))
+    nudges = [
+        t
+        for t, a, ms in sent
+        if a == ("b", 1) and nudge in ms and not any(isinstance(m, Ping) for m in ms)
+    ]
+    assert nudges == [maximum - 2 * cfg.probe_interval, maximum - cfg.probe_timeout]
+
+
+def test_a_refuted_suspicion_sends_no_more_nudges() -> None:
+    inst = make(peers=("b", "c", "d", "e"))
+    _suspect_b_from_c(inst)
+    _, maximum = inst.suspicion_bounds()
+    first = maximum - 2 * inst.config.probe_interval
+    timed_packets(inst, first, acking=("b", 1))
+    inst.receive_messages(("b", 1), [ClaimMessage(Claim("b", 1, ALIVE, ("b", 1)))], first + 0.1)
+    inst.drain()
+    nudge = ClaimMessage(Claim("b", 0, SUSPECT, ("b", 1), source="a"))
+    assert all(nudge not in ms for _, _, ms in timed_packets(inst, maximum + 1, acking=("b", 1)))
+    assert inst.member("b").status is ALIVE  # type: ignore[union-attr]
+
+
+def test_local_health_stretches_the_probe_interval_and_timeout() -> None:
+    inst = make(peers=("b", "c"))
+    inst._awareness.apply(2)  # as after two failed probes
+    cfg = inst.config
+    t0, addr, ping = _first_probe(inst)
+    inst.receive_messages(addr, [Ack(ping.seq)], t0 + 0.001)  # health 2 -> 1
+    inst.drain()
+    t1, _, ping = _first_probe(inst)
+    assert t1 - t0 == pytest.approx(3 * cfg.probe_interval)  # scaled at 2 when it was armed
+    sent = timed_packets(inst, t1 + 2 * cfg.probe_timeout)
+    [t_req] = [t for t, _, ms in sent if any(isinstance(m, PingReq) for m in ms)]
+    assert t_req == pytest.approx(t1 + 2 * cfg.probe_timeout)  # health 1: timeout x2
 
 
 def test_leave_tells_every_live_peer_directly() -> None:

@@ -9,7 +9,7 @@ import pytest
 from swimmesh.config import ConfigError, MeshConfig, parse_address
 from swimmesh.protocol.awareness import Awareness
 from swimmesh.protocol.broadcasts import BroadcastQueue
-from swimmesh.protocol.probing import ProbeOrder
+from swimmesh.protocol.sampling import ProbeOrder
 from swimmesh.protocol.suspicion import Suspicion
 from swimmesh.protocol.timers import TimerQueue
 
@@ -47,11 +47,11 @@ def test_probe_order_visits_everyone_once_per_round() -> None:
         order.add(n)
     seen = []
     for _ in range(6):
-        target, _ = order.next(lambda _: True)
+        target = order.next(lambda _: True)
         seen.append(target)
     assert sorted(seen) == list("abcdef")
     order.remove("c")
-    second = [order.next(lambda _: True)[0] for _ in range(5)]
+    second = [order.next(lambda _: True) for _ in range(5)]
     assert sorted(second) == list("abdef")  # type: ignore[type-var]
 
 

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import inspect
 import statistics
 
 import pytest
 import trio
 import trio.testing
 
-from swimmesh import JoinError, MemberEventKind, MemberStatus, MeshConfig, MeshNode, RequestError
+from swimmesh import (
+    JoinError,
+    MemberEventKind,
+    MemberStatus,
+    MeshConfig,
+    MeshNode,
+    RequestError,
+    codec,
+    runtime,
+)
+from swimmesh.crypto import OVERHEAD, Keyring, Sealer, generate_key
+from swimmesh.messages import Ping
+from swimmesh.metrics import node_registry
 from swimmesh.protocol import suspicion_bounds
 from swimmesh.testing import Cluster, EventLog, MemoryNetwork, wait_for
+from swimmesh.transport.sealed import SealedTransport
 
 ALIVE, SUSPECT, DEAD, LEFT = MemberStatus
 N = 50
@@ -18,6 +32,11 @@ N = 50
 
 def names(n: int) -> list[str]:
     return [f"n{i:03d}" for i in range(n)]
+
+
+def any_pending(cluster: Cluster, key: object) -> bool:
+    """True while some node still has the broadcast ``key`` in its queue."""
+    return any(node.instance.pending_broadcast(key) for node in cluster.live())
 
 
 def assert_no_malformed(cluster: Cluster) -> None:
@@ -233,6 +252,12 @@ async def test_overlay_broadcast_datagram_and_request(sim_clock: trio.testing.Mo
             node.register_request_handler("echo", echo)
         await cluster.nodes["n000"].broadcast("votes", b"term-7", key="scope-a")
         await wait_for(lambda: all(b"term-7" in got.get(n, []) for n in names(10)[1:]), timeout=10)
+        # Once every node has retired it, each handler has seen it exactly once (epidemic
+        # gossip brings it to most nodes several times), and the origin never.
+        await wait_for(lambda: not any_pending(cluster, ("u", "votes", "scope-a")), timeout=30)
+        assert {n: got.get(n, []).count(b"term-7") for n in names(10)} == {
+            n: int(n != "n000") for n in names(10)
+        }
         await cluster.nodes["n001"].send("n002", "votes", b"direct")
         await wait_for(lambda: b"direct" in got.get("n002", []), timeout=1)
         assert await cluster.nodes["n003"].request("n004", "echo", b"hi") == b"n004:hi"
@@ -282,3 +307,207 @@ async def test_nodes_with_different_cluster_labels_never_merge(
             await b.join([("green", 1)])
         assert g.member("blue") is None and b.member("green") is None
         assert g.stats.dropped["label"] >= 1
+
+
+async def test_sealed_datagrams_stay_within_udp_buffer_size_on_the_wire(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    """Under a full gossip load (more queued broadcasts than fit in a packet), what a sealed
+    node puts on the wire, seal included, never exceeds ``udp_buffer_size``."""
+    net = MemoryNetwork(seed=11)
+    net.set_latency(0.002, 0.001)
+    ring = Keyring([generate_key()])
+    cfgs = [MeshConfig.lan(name=n, bind=(n, 7946), seed=i) for i, n in enumerate(names(4))]
+    async with trio.open_nursery() as nursery:
+        nodes: list[MeshNode] = []
+
+        async def run(cfg: MeshConfig, task_status: trio.TaskStatus[MeshNode]) -> None:
+            sealed = SealedTransport(net.endpoint(cfg.bind), Sealer(ring), Sealer(ring))
+            assert sealed.packet_overhead == OVERHEAD
+            async with MeshNode.open(cfg, sealed) as node:
+                task_status.started(node)
+                await trio.sleep_forever()
+
+        for cfg in cfgs:
+            nodes.append(await nursery.start(run, cfg))
+        for node in nodes[1:]:
+            await node.join([cfgs[0].bind])
+        for node in nodes:
+            for i in range(40):
+                await node.broadcast("load", bytes(150), key=f"{node.name}/{i}")
+        await trio.sleep(10)
+        budget = cfgs[0].udp_buffer_size
+        largest = [net.stats(c.bind).largest_datagram for c in cfgs]
+        assert max(largest) <= budget, largest
+        assert max(largest) > budget - 160  # the packets were full: the load was real
+        nursery.cancel_scope.cancel()
+
+
+def test_open_requires_a_transport() -> None:
+    param = inspect.signature(MeshNode.open).parameters["transport"]
+    assert param.default is inspect.Parameter.empty
+
+
+async def test_memory_network_takes_both_address_forms_and_refuses_unknown_ones(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=12)
+    a, b, c = net.endpoint("a:1"), net.endpoint(("b", 1)), net.endpoint("c:1")
+
+    async def delivered(src: object, dst: tuple[str, int]) -> bool:
+        await src.send(dst, b"x")  # type: ignore[attr-defined]
+        with trio.move_on_after(1):
+            await {("a", 1): a, ("b", 1): b, ("c", 1): c}[dst].receive()
+            return True
+        return False
+
+    net.partition(["a:1"], [("b", 1), "c:1"])
+    assert not net.reachable("a:1", ("b", 1))
+    assert not await delivered(a, ("b", 1))
+    assert await delivered(b, ("c", 1))
+    net.heal()
+    assert await delivered(a, ("b", 1))
+    net.set_loss(1.0, between=("a:1", "c:1"))
+    assert not await delivered(a, ("c", 1))
+    assert await delivered(a, ("b", 1))
+    net.heal()
+    net.pause("b:1", 5.0)
+    start = trio.current_time()
+    assert await a.send(("b", 1), b"y") is None
+    with trio.fail_after(10):
+        await b.receive()
+    assert trio.current_time() - start == pytest.approx(5.0)
+    assert net.stats("b:1").stalls == 1
+    assert net.stats(("b", 1)).stalled_seconds == pytest.approx(5.0)
+    for fault in (
+        lambda: net.partition(["a:1"], ["ghost:1"]),
+        lambda: net.set_loss(0.5, between=("a:1", ("ghost", 1))),
+        lambda: net.pause("ghost:1", 1.0),
+        lambda: net.stats("ghost:1"),
+        lambda: net.reachable("a:1", "ghost:1"),
+    ):
+        with pytest.raises(ValueError, match=r"no endpoint at ghost:1"):
+            fault()
+    with pytest.raises(ValueError, match="two groups"):
+        net.partition(["a:1"], ["a:1"])
+
+
+async def test_accepted_counts_the_datagrams_that_decoded(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    """``mesh_gossip_messages_total{direction="in"}`` counts datagrams: a refused one is
+    dropped, and neither a dropped message inside a good datagram, nor an outbound send
+    error, nor a refused stream frame takes anything off the accepted count."""
+    net = MemoryNetwork(seed=13)
+    cfg = MeshConfig.lan(name="a", bind=("a", 1))
+    raw = net.endpoint("x:1")
+    transport_drops = {"decrypt": 2, "stream_decrypt": 5, "udp_error": 1}
+    async with MeshNode.open(cfg, net.endpoint(cfg.bind)) as node:
+        registry = node_registry(node, lambda: transport_drops)
+        await raw.send(cfg.bind, codec.encode_packet("", [codec.encode_message(Ping(1, "a", "x"))]))
+        await raw.send(cfg.bind, b"garbage")
+        misdirected = codec.encode_message(Ping(2, "nobody", "x"))
+        await raw.send(cfg.bind, codec.encode_packet("", [misdirected]))
+        await wait_for(lambda: node.stats.packets_received == 3, timeout=1)
+        node.stats.dropped["send_error"] += 4  # as the driver counts a failed send
+
+        def sample(outcome: str) -> float | None:
+            labels = {"direction": "in", "outcome": outcome}
+            return registry.get_sample_value("mesh_gossip_messages_total", labels)
+
+        assert node.stats.dropped["misdirected"] == 1
+        assert sample("accepted") == 2
+        assert sample("dropped") == 1 + 2  # the garbage datagram, and two that did not open
+        # A full broadcast queue pushes the oldest out, and says so.
+        assert registry.get_sample_value("swimmesh_broadcasts_dropped_total") == 0
+        for i in range(8192 + 3):
+            node.instance.broadcast_user("k", b"", f"key-{i}", 0.0)
+        assert registry.get_sample_value("swimmesh_broadcasts_dropped_total") == 3
+
+
+async def test_a_newer_broadcast_replaces_the_older_one_under_its_key_across_the_mesh(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=14)
+    net.set_latency(0.002, 0.001)
+    got: dict[str, list[bytes]] = {n: [] for n in names(12)}
+    async with Cluster.open("lan", network=net, seed=14) as cluster:
+        await cluster.start_many(names(12))
+        await wait_for(lambda: cluster.views_agree(ALIVE), timeout=30)
+        for node in cluster.live():
+            node.register_handler("lease", lambda src, p, n=node.name: got[n].append(p))
+        origin = cluster.nodes["n000"]
+        key = ("u", "lease", "scope-a")
+        # Superseded before it ever left the queue: nobody hears v1.
+        await origin.broadcast("lease", b"v1", key="scope-a")
+        await origin.broadcast("lease", b"v2", key="scope-a")
+        await wait_for(lambda: not any_pending(cluster, key), timeout=30)
+        # Superseding news that has already spread: every node moves on to v3.
+        await origin.broadcast("lease", b"v3", key="scope-a")
+        await wait_for(lambda: not any_pending(cluster, key), timeout=30)
+        # Another key is independent of this one.
+        await cluster.nodes["n005"].broadcast("lease", b"w1", key="scope-b")
+        await wait_for(lambda: not any_pending(cluster, ("u", "lease", "scope-b")), timeout=30)
+    expected = {n: [b"v2", b"v3", b"w1"] for n in names(12)}
+    expected["n000"] = [b"w1"]
+    expected["n005"] = [b"v2", b"v3"]
+    assert got == expected
+
+
+async def test_on_ack_reports_direct_and_relayed_acks_until_removed(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=15)
+    net.set_latency(0.002, 0.001)
+    acked: list[tuple[float, str]] = []
+    async with Cluster.open("lan", network=net, seed=15) as cluster:
+        await cluster.start_many(names(5))
+        await wait_for(lambda: cluster.views_agree(ALIVE), timeout=30)
+        watcher = cluster.nodes["n000"]
+        watcher.on_ack(lambda name: acked.append((trio.current_time(), name)))
+        await wait_for(lambda: {n for _, n in acked} == set(names(5)[1:]), timeout=30)
+        # Cut n000 <-> n001 only: n001 can answer n000's probes through relays alone.
+        net.set_loss(1.0, between=("n000:7946", ("n001", 7946)))
+        cut = trio.current_time()
+        relayed_before = watcher.stats.indirect_probes
+        await wait_for(lambda: any(t > cut + 1 and n == "n001" for t, n in acked), timeout=30)
+        assert watcher.stats.indirect_probes > relayed_before
+        assert watcher.status_of("n001") is ALIVE
+        watcher.on_ack(None)
+        count = len(acked)
+        await trio.sleep(10)
+        assert watcher.stats.probes > 0 and len(acked) == count
+
+
+async def test_a_slow_event_subscriber_loses_events_visibly_and_blocks_nobody(
+    sim_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(runtime, "EVENT_BUFFER", 3)
+    net = MemoryNetwork(seed=16)
+    async with Cluster.open("lan", network=net, seed=16) as cluster:
+        await cluster.start("n000")
+        node = cluster.nodes["n000"]
+        slow = node.events()
+        fast_seen: list[str] = []
+
+        async def follow_fast(task_status: trio.TaskStatus[None]) -> None:
+            async with node.events() as fast:
+                task_status.started()
+                async for event in fast:
+                    fast_seen.append(event.member.name)
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(follow_fast)
+            for name in names(7)[1:]:
+                await cluster.start(name)
+                await cluster.nodes[name].join(["n000:7946"])
+            await wait_for(lambda: len(fast_seen) == 6, timeout=30)
+            nursery.cancel_scope.cancel()
+        assert sorted(fast_seen) == names(7)[1:]
+        assert slow.dropped == 3
+        assert "event subscriber is not keeping up" in caplog.text
+        with trio.fail_after(1):
+            kept = [(await slow.__anext__()).member.name for _ in range(3)]
+        assert kept == fast_seen[:3]  # the oldest are kept, the overflow is dropped

@@ -1,7 +1,9 @@
 """The sans-IO SWIM core: feed it inputs, drain its outputs, tick it at its deadlines."""
 
-from .instance import MetadataTooLarge, Stats, SwimInstance, push_pull_scale
-from .outputs import DeliverUser, EmitEvent, Output, SendPacket, StartStream
+from .antientropy import push_pull_scale
+from .instance import MetadataTooLarge, SwimInstance
+from .outputs import DeliverUser, EmitEvent, Output, SendPacket, StartStream, StreamPurpose
+from .stats import Stats
 from .suspicion import Suspicion, suspicion_bounds, suspicion_timeout
 
 __all__ = [
@@ -12,6 +14,7 @@ __all__ = [
     "SendPacket",
     "StartStream",
     "Stats",
+    "StreamPurpose",
     "Suspicion",
     "SwimInstance",
     "push_pull_scale",

@@ -59,7 +59,7 @@ class BroadcastQueue:
         self._discard(key)
         self.dropped += 1
 
-    def take(self, budget: int, limit: int, per_item_overhead: int = 0) -> list[bytes]:
+    def take(self, budget: int, limit: int) -> list[bytes]:
         """Pick broadcasts that fit in ``budget`` bytes, count a transmit on each, retire
         those that reached ``limit`` and return their encoded bytes."""
         chosen: list[Broadcast] = []
@@ -67,7 +67,7 @@ class BroadcastQueue:
         misses = 0
         for transmits in sorted(self._buckets):
             for b in reversed(self._buckets[transmits].values()):
-                size = len(b.data) + per_item_overhead
+                size = len(b.data)
                 if size <= remaining:
                     chosen.append(b)
                     remaining -= size

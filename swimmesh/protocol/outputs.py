@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+
 import attrs
 
 from ..events import MemberEvent
@@ -15,6 +17,21 @@ class SendPacket:
 
     address: Address
     data: bytes
+
+
+class StreamPurpose(enum.Enum):
+    """Why the core opened a stream request (how it handles the reply)."""
+
+    PUSH_PULL = "push-pull"
+    """Periodic anti-entropy with a random peer."""
+    SETTLE = "settle"
+    """One of the two extra exchanges right after a join."""
+    REPAIR = "repair"
+    """A pull from an unknown peer that probed us (we missed its news)."""
+    RECONNECT = "reconnect"
+    """A retry of a failed member or an absent seed."""
+    FALLBACK_PING = "fallback-ping"
+    """memberlist's TCP ping, alongside the indirect probes."""
 
 
 @attrs.frozen

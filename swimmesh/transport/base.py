@@ -21,6 +21,13 @@ class Transport(Protocol):
     @property
     def local_address(self) -> Address: ...
 
+    @property
+    def packet_overhead(self) -> int:
+        """Bytes this transport adds to every datagram (0 for plain ones; a sealing transport
+        its header and tag), so the core can keep what goes on the wire within
+        ``udp_buffer_size``."""
+        ...
+
     async def send(self, address: Address, data: bytes) -> None:
         """Send one datagram; loss is silent, as with UDP."""
         ...

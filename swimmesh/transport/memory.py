@@ -19,6 +19,9 @@ from ..config import parse_address
 from ..member import Address
 from .base import StreamHandler, TransportError
 
+AddressLike = Address | str
+"""``(host, port)`` or ``'host:port'``: every method of the network accepts both."""
+
 
 @attrs.define
 class EndpointStats:
@@ -29,6 +32,12 @@ class EndpointStats:
     packets_lost: int = 0
     stream_requests: int = 0
     stream_bytes: int = 0
+    largest_datagram: int = 0
+    """The largest datagram this endpoint sent, in bytes as on the wire."""
+    stalls: int = 0
+    """Pauses that held back at least one datagram (a pause nobody sent to goes unseen)."""
+    stalled_seconds: float = 0.0
+    """Time during which a datagram was due here but held back by a pause."""
 
 
 def _pair(a: Address, b: Address) -> frozenset[Address]:
@@ -51,7 +60,18 @@ class MemoryNetwork:
 
     # -- topology and faults ---------------------------------------------------------------
 
-    def endpoint(self, address: Address | str) -> MemoryTransport:
+    def _known(self, address: AddressLike) -> Address:
+        """``address`` parsed, if an endpoint was ever attached there; a fault aimed at an
+        address that is not on the network would silently do nothing, so it is an error."""
+        addr = parse_address(address, "address")
+        if addr not in self._endpoints:
+            raise ValueError(
+                f"no endpoint at {addr[0]}:{addr[1]} on this network "
+                f"(attach one with endpoint() first)"
+            )
+        return addr
+
+    def endpoint(self, address: AddressLike) -> MemoryTransport:
         """Attach a new endpoint at ``address`` (a closed endpoint's address can be reused)."""
         addr = parse_address(address, "address")
         existing = self._endpoints.get(addr)
@@ -68,39 +88,52 @@ class MemoryNetwork:
             raise ValueError("latency needs 0 <= jitter <= mean")
         self._latency, self._jitter = mean, jitter
 
-    def set_loss(self, p: float, between: tuple[Address, Address] | None = None) -> None:
+    def set_loss(self, p: float, between: tuple[AddressLike, AddressLike] | None = None) -> None:
         """Drop datagrams with probability ``p`` everywhere, or only between two addresses."""
         if not 0.0 <= p <= 1.0:
             raise ValueError("loss probability must be within [0, 1]")
         if between is None:
             self._loss = p
         else:
-            self._pair_loss[_pair(*between)] = p
+            a, b = between
+            self._pair_loss[_pair(self._known(a), self._known(b))] = p
 
-    def partition(self, *groups: Iterable[Address]) -> None:
+    def partition(self, *groups: Iterable[AddressLike]) -> None:
         """Cut the network into groups that cannot reach each other (datagrams or streams).
         Addresses in no group keep reaching everyone."""
-        self._groups = {}
+        cut: dict[Address, int] = {}
         for i, group in enumerate(groups):
             for address in group:
-                self._groups[address] = i
+                addr = self._known(address)
+                if cut.setdefault(addr, i) != i:
+                    raise ValueError(f"{addr[0]}:{addr[1]} is in two groups of the partition")
+        self._groups = cut
 
     def heal(self) -> None:
         """Remove every partition and pair-specific loss."""
         self._groups = {}
         self._pair_loss = {}
 
-    def pause(self, address: Address, seconds: float) -> None:
-        """Stall an endpoint: packets to it queue up unprocessed for ``seconds`` (a CPU stall)."""
-        ep = self._endpoints.get(address)
-        if ep is not None:
-            ep.paused_until = max(ep.paused_until, trio.current_time() + seconds)
-            ep.wake()
+    def pause(self, address: AddressLike, seconds: float) -> None:
+        """Stall an endpoint: packets to it queue up unprocessed for ``seconds`` (a CPU stall).
+        What it held back shows in :attr:`EndpointStats.stalls` and ``stalled_seconds``."""
+        if seconds < 0:
+            raise ValueError("a pause needs seconds >= 0")
+        ep = self._endpoints[self._known(address)]
+        now = trio.current_time()
+        if ep.paused_until <= now:
+            ep.paused_from = now
+        ep.paused_until = max(ep.paused_until, now + seconds)
+        ep.wake()
 
-    def stats(self, address: Address) -> EndpointStats:
-        return self._stats.setdefault(address, EndpointStats())
+    def stats(self, address: AddressLike) -> EndpointStats:
+        return self._stats[self._known(address)]
 
-    def reachable(self, src: Address, dst: Address) -> bool:
+    def reachable(self, src: AddressLike, dst: AddressLike) -> bool:
+        """True unless a partition separates the two addresses."""
+        return self._reachable(self._known(src), self._known(dst))
+
+    def _reachable(self, src: Address, dst: Address) -> bool:
         a, b = self._groups.get(src), self._groups.get(dst)
         return a is None or b is None or a == b
 
@@ -115,8 +148,9 @@ class MemoryNetwork:
         sent = self._stats[src]
         sent.packets_sent += 1
         sent.bytes_sent += len(data)
+        sent.largest_datagram = max(sent.largest_datagram, len(data))
         loss = self._pair_loss.get(_pair(src, dst), self._loss) if self._pair_loss else self._loss
-        if not self.reachable(src, dst) or (loss and self._rng.random() < loss):
+        if not self._reachable(src, dst) or (loss and self._rng.random() < loss):
             sent.packets_lost += 1
             return
         ep = self._endpoints.get(dst)
@@ -129,7 +163,7 @@ class MemoryNetwork:
     async def _request(self, src: Address, dst: Address, data: bytes) -> bytes:
         self._stats[src].stream_requests += 1
         self._stats[src].stream_bytes += len(data)
-        if not self.reachable(src, dst):
+        if not self._reachable(src, dst):
             await trio.sleep_forever()  # a partitioned connect hangs until the caller gives up
         await trio.sleep(self._delay())
         ep = self._endpoints.get(dst)
@@ -139,7 +173,7 @@ class MemoryNetwork:
             await trio.sleep_until(ep.paused_until)
         reply = await ep.stream_handler(src, data)
         await trio.sleep(self._delay())
-        if ep.closed or not self.reachable(src, dst):
+        if ep.closed or not self._reachable(src, dst):
             raise TransportError(f"connection to {dst} lost")
         self._stats[dst].stream_bytes += len(reply)
         return reply
@@ -148,12 +182,15 @@ class MemoryNetwork:
 class MemoryTransport:
     """One node's endpoint on a :class:`MemoryNetwork`."""
 
+    packet_overhead = 0
+
     def __init__(self, network: MemoryNetwork, address: Address) -> None:
         self._network = network
         self._address = address
         self._heap: list[tuple[float, int, Address, bytes]] = []
         self._wakeup: trio.Event | None = None
-        self.paused_until = -math.inf
+        self.paused_from = self.paused_until = -math.inf
+        self._held_counted_until = -math.inf
         self.closed = False
         self.stream_handler: StreamHandler | None = None
 
@@ -182,10 +219,12 @@ class MemoryTransport:
             now = trio.current_time()
             heap = self._heap
             if heap and heap[0][0] <= now and self.paused_until <= now:
-                _, _, src, data = heapq.heappop(heap)
+                at, _, src, data = heapq.heappop(heap)
                 stats = self._network._stats[self._address]
                 stats.packets_received += 1
                 stats.bytes_received += len(data)
+                if at < self.paused_until:
+                    self._count_hold(stats, max(at, self.paused_from), now)
                 return src, data
             wake_at = heap[0][0] if heap else math.inf
             wake_at = max(wake_at, self.paused_until)
@@ -193,6 +232,15 @@ class MemoryTransport:
             with trio.move_on_at(wake_at):
                 await self._wakeup.wait()
             self._wakeup = None
+
+    def _count_hold(self, stats: EndpointStats, since: float, now: float) -> None:
+        """Record that a datagram due at ``since`` was held by the last pause until ``now``."""
+        if self._held_counted_until < self.paused_from:
+            stats.stalls += 1  # the first datagram this pause held back
+        start = max(since, self._held_counted_until)
+        if now > start:
+            stats.stalled_seconds += now - start
+            self._held_counted_until = now
 
     def serve_streams(self, handler: StreamHandler) -> None:
         self.stream_handler = handler

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import socket as stdsocket
+import ssl
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,13 +24,15 @@ import trio
 import trio_websocket
 
 from ..member import Address
+from ..ratelog import RateLimitedLog
 from .base import StreamHandler, TransportError
 from .tls import TlsPolicy
 
 log = logging.getLogger("swimmesh.transport")
 
 RESOURCE = "/swimmesh/v1"
-_FORBIDDEN = b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+_POLICY_VIOLATION = 1008
+"""WebSocket close code for a request the server refused; the close reason says why."""
 MAX_DATAGRAM = 65_536
 
 
@@ -61,7 +65,7 @@ class _HandshakeWatch(trio.abc.Stream):
         try:
             data = await self.inner.receive_some(max_bytes)
         except trio.BrokenResourceError as exc:
-            self._broken(f"{type(exc.__cause__ or exc).__name__}: {exc.__cause__ or exc}")
+            self._broken(_cause(exc))
             raise
         if not data:
             self._broken("end of stream")
@@ -90,6 +94,8 @@ class _Client:
         self.pending: dict[int, list[Any]] = {}
         self.next_id = 0
         self.closed = False
+        self.refusal = ""
+        """Why the server closed the connection, when it said (a refused request)."""
 
     async def reader(self) -> None:
         try:
@@ -101,8 +107,10 @@ class _Client:
                 if slot is not None:
                     slot[1] = msg[8:]
                     slot[0].set()
-        except trio_websocket.ConnectionClosed:
-            pass
+        except trio_websocket.ConnectionClosed as exc:
+            why = exc.reason
+            if why is not None and why.code == _POLICY_VIOLATION and why.reason:
+                self.refusal = f"the peer refused the request: {why.reason}"
         finally:
             self.fail_all()
 
@@ -121,11 +129,11 @@ class _Client:
             await self.ws.send_message(rid.to_bytes(8, "big") + data)
             await slot[0].wait()
         except trio_websocket.ConnectionClosed:
-            raise TransportError("connection closed") from None
+            raise TransportError(self.refusal or "connection closed") from None
         finally:
             self.pending.pop(rid, None)
         if slot[1] is None:
-            raise TransportError("connection closed before the reply")
+            raise TransportError(self.refusal or "connection closed before the reply")
         reply: bytes = slot[1]
         return reply
 
@@ -157,6 +165,7 @@ class NetTransport:
         self.closed = False
         self._listeners: list[trio.SocketListener] = []
         self._accepting = trio.CancelScope()
+        self._refusals = RateLimitedLog(log)
 
     @classmethod
     @asynccontextmanager
@@ -165,6 +174,8 @@ class NetTransport:
     ) -> AsyncIterator[NetTransport]:
         """Bind UDP and TCP on ``bind`` (port 0 picks one free for both) and serve streams."""
         opts = options if options is not None else NetOptions()
+        if opts.tls is not None:
+            opts.tls.check()  # a bad TLS file fails here, not at the first handshake
         udp, listeners = await _bind_both(bind)
         host, port = udp.getsockname()[:2]
         async with trio.open_nursery() as nursery:
@@ -276,9 +287,9 @@ class NetTransport:
                         stream = ssl_stream
                         try:
                             opts.tls.check_peer(ssl_stream)
-                        except TransportError:
+                        except TransportError as exc:
                             # Tell the client in HTTP so it fails now, not at its timeout.
-                            await ssl_stream.send_all(_FORBIDDEN)
+                            await ssl_stream.send_all(_forbidden(f"certificate refused: {exc}"))
                             raise
                     request = await trio_websocket.wrap_server_stream(
                         conn_nursery, stream, max_message_size=opts.max_frame
@@ -292,7 +303,7 @@ class NetTransport:
                     ValueError,
                 ) as exc:
                     self.dropped["stream_handshake"] += 1
-                    log.debug("stream handshake refused", extra={"peer": peer, "error": str(exc)})
+                    self._refused(peer, "handshake", f"stream handshake failed: {_cause(exc)}")
             if handshake.cancelled_caught:
                 self.dropped["stream_handshake_timeout"] += 1
             if ws is None:
@@ -332,15 +343,25 @@ class NetTransport:
                 return
             try:
                 reply = await handler(peer, msg[8:])
-            except TransportError:
+            except TransportError as exc:
+                # The handler refused the request (it could not decrypt it, say): tell the
+                # requester why in the close reason, and the operator here who sent it.
                 self.dropped["stream_rejected"] += 1
-                await ws.aclose()
+                self._refused(peer, "request", f"refused a stream request: {exc}")
+                await ws.aclose(_POLICY_VIOLATION, _fit_close_reason(str(exc)))
                 return
             await ws.send_message(msg[:8] + reply)
         except trio_websocket.ConnectionClosed:
             pass
         finally:
             slots.release()
+
+    def _refused(self, peer: Address, what: str, message: str) -> None:
+        """A rate-limited warning naming the peer: a misconfigured node retries all the time."""
+        host, port = peer
+        self._refusals.warning(
+            (host, what, message), f"{message} (from {host}:{port})", {"peer": f"{host}:{port}"}
+        )
 
     # -- streams: client -------------------------------------------------------------------
 
@@ -374,10 +395,16 @@ class NetTransport:
     async def _connect(self, address: Address) -> _Client:
         try:
             client: _Client = await self._nursery.start(self._run_client, address)
-        except TransportError:
-            raise
         except Exception as exc:  # anything the network or a peer throws at a new connection
+            leaf = _first_leaf(exc)
             host, port = address
+            if isinstance(leaf, TransportError):
+                raise TransportError(str(leaf)) from None
+            if isinstance(leaf, trio_websocket.ConnectionRejected):
+                body = (leaf.body or b"").decode("utf-8", "replace").strip()
+                raise TransportError(
+                    f"{host}:{port} refused the connection: {body or leaf.status_code}"
+                ) from None
             raise TransportError(
                 f"stream connection to {host}:{port} failed: {_describe(exc)}"
             ) from None
@@ -397,9 +424,10 @@ class NetTransport:
                     raw = await trio.open_tcp_stream(host, port)
                 except OSError as exc:
                     raise TransportError(
-                        f"cannot connect to {host}:{port}: {exc.strerror or exc}"
+                        f"cannot connect to {host}:{port}: {_os_reason(exc)}"
                     ) from None
                 stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] = raw
+                step = "TLS handshake" if opts.tls is not None else "WebSocket handshake"
                 try:
                     with trio.fail_after(opts.handshake_timeout):
                         if opts.tls is not None:
@@ -407,8 +435,15 @@ class NetTransport:
                                 raw, opts.tls.context(server_side=False), server_hostname=host
                             )
                             await ssl_stream.do_handshake()
-                            opts.tls.check_peer(ssl_stream)
+                            step = "certificate check"
+                            try:
+                                opts.tls.check_peer(ssl_stream)
+                            except TransportError as exc:
+                                raise TransportError(
+                                    f"{host}:{port}: its certificate is refused here: {exc}"
+                                ) from None
                             stream = ssl_stream
+                            step = "WebSocket handshake"
                         with trio.CancelScope() as upgrade:
                             watched = _HandshakeWatch(stream, upgrade)
                             ws = await trio_websocket.wrap_client_stream(
@@ -420,10 +455,19 @@ class NetTransport:
                             )
                             watched.handshaking = False
                         if upgrade.cancelled_caught:
+                            hint = "" if opts.tls is not None else "; does it require TLS?"
                             raise TransportError(
                                 f"{host}:{port} closed the connection during "
-                                f"the handshake ({watched.why})"
+                                f"the handshake ({watched.why}){hint}"
                             )
+                except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+                    await trio.aclose_forcefully(stream)
+                    raise TransportError(f"{host}:{port}: {step} failed: {_cause(exc)}") from None
+                except trio.TooSlowError:
+                    await trio.aclose_forcefully(stream)
+                    raise TransportError(
+                        f"{host}:{port}: {step} did not finish within {opts.handshake_timeout} s"
+                    ) from None
                 except BaseException:
                     await trio.aclose_forcefully(stream)
                     raise
@@ -463,9 +507,70 @@ class NetTransport:
         self._sock.close()
 
 
+def _forbidden(reason: str) -> bytes:
+    body = reason.encode()
+    head = f"HTTP/1.1 403 Forbidden\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    return head.encode() + body
+
+
+def _fit_close_reason(reason: str) -> str:
+    """A WebSocket close reason holds at most 123 bytes of UTF-8."""
+    data = reason.encode()
+    return reason if len(data) <= 123 else data[:120].decode("utf-8", "ignore") + "..."
+
+
+# What an SSL library error code means for whoever reads the log or the join error.
+_TLS_CAUSES = {
+    "TLSV1_ALERT_UNKNOWN_CA": "the other side does not trust our certificate (another CA?)",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "the other side refused our certificate",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "the other side requires a client certificate (mTLS)",
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "the peer sent no client certificate (mTLS is required)",
+    "WRONG_VERSION_NUMBER": "the other side does not speak TLS (TLS on one side only?)",
+    "HTTP_REQUEST": "the peer speaks plain HTTP, not TLS (TLS on one side only?)",
+    "UNSUPPORTED_PROTOCOL": "no TLS version both sides accept (minVersion?)",
+    "TLSV1_ALERT_PROTOCOL_VERSION": "no TLS version both sides accept (minVersion?)",
+    "UNEXPECTED_EOF_WHILE_READING": "the other side hung up during the TLS handshake "
+    "(it refused our certificate? its log says why)",
+}
+
+
+def _cause(exc: BaseException) -> str:
+    """The root cause of a failed connection in words: the SSL error under a broken stream,
+    what a certificate verification said, or the exception itself."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        seen = _first_leaf(seen)
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"the peer's certificate failed verification: {seen.verify_message}"
+        if isinstance(seen, ssl.SSLError):
+            known = _TLS_CAUSES.get(seen.reason or "")
+            return f"TLS: {known} [{seen.reason}]" if known else f"TLS: {seen.reason or seen}"
+        if seen.__cause__ is None and seen.__context__ is None:
+            break
+        seen = seen.__cause__ or seen.__context__
+    leaf = _first_leaf(exc)
+    return str(leaf) if isinstance(leaf, TransportError) else _describe(exc)
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _os_reason(exc: OSError) -> str:
+    """``Connection refused`` rather than trio's "all attempts to connect ... failed"."""
+    inner: BaseException | None = exc
+    while inner is not None:
+        inner = _first_leaf(inner)
+        if isinstance(inner, OSError) and inner.errno:
+            return os.strerror(inner.errno)
+        inner = inner.__cause__ or inner.__context__
+    return str(exc)
+
+
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        return _describe(exc.exceptions[0])
+    exc = _first_leaf(exc)
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 
+from ..config import ConfigError
 from .base import TransportError
 
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
@@ -21,6 +22,57 @@ def _paths(value: Any) -> Path | None:
 
 def _fingerprints(values: Any) -> tuple[str, ...]:
     return tuple(str(v).replace(":", "").lower() for v in values)
+
+
+class TlsFileError(ConfigError):
+    """A TLS file that cannot be used: missing, unreadable, not PEM, or a key that does not
+    belong to its certificate. ``field`` is ``cert_file``, ``key_file`` or ``ca_file``."""
+
+    def __init__(self, field: str, path: Path | str, reason: str) -> None:
+        super().__init__(f"{field}: {path}: {reason}")
+        self.field = field
+        self.path = str(path)
+        self.reason = reason
+
+
+def check_tls_files(
+    cert_file: Path | str | None = None,
+    key_file: Path | str | None = None,
+    ca_file: Path | str | None = None,
+) -> None:
+    """Load every file as a TLS context would, and raise :class:`TlsFileError` naming the first
+    one that cannot be used. A handshake would otherwise fail only when a peer connects."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for field, path in (("cert_file", cert_file), ("key_file", key_file), ("ca_file", ca_file)):
+        if path is None:
+            continue
+        try:
+            Path(path).read_bytes()
+        except OSError as exc:
+            raise TlsFileError(field, path, f"cannot read it: {exc.strerror or exc}") from None
+    if key_file is not None and cert_file is None:
+        raise TlsFileError("key_file", key_file, "a private key needs its certificate file too")
+    if cert_file is not None:
+        try:
+            ctx.load_verify_locations(cafile=str(cert_file))
+        except ssl.SSLError:
+            raise TlsFileError("cert_file", cert_file, "holds no PEM certificate") from None
+        try:
+            ctx.load_cert_chain(str(cert_file), None if key_file is None else str(key_file))
+        except ssl.SSLError as exc:
+            if key_file is None:
+                why = "holds no private key for its certificate: name the key file too"
+                raise TlsFileError("cert_file", cert_file, why) from None
+            if "KEY_VALUES_MISMATCH" in str(exc):
+                why = f"is not the key of the certificate in {cert_file}"
+            else:
+                why = f"holds no usable PEM private key ({exc.reason or exc})"
+            raise TlsFileError("key_file", key_file, why) from None
+    if ca_file is not None:
+        try:
+            ctx.load_verify_locations(cafile=str(ca_file))
+        except ssl.SSLError:
+            raise TlsFileError("ca_file", ca_file, "holds no PEM certificate") from None
 
 
 @attrs.frozen
@@ -42,6 +94,10 @@ class TlsPolicy:
     def _check_version(self, _attr: Any, value: str) -> None:
         if value not in _VERSIONS:
             raise ValueError(f"min_version: expected one of {sorted(_VERSIONS)}, got {value!r}")
+
+    def check(self) -> None:
+        """Raise :class:`TlsFileError` unless every file loads and the key fits the certificate."""
+        check_tls_files(self.cert_file, self.key_file, self.ca_file)
 
     def _stamp(self) -> tuple[float, ...]:
         return tuple(
