@@ -18,7 +18,6 @@ KNOWN_CIRCLES = [
     # Being taken apart on their own branches (the control plane's host protocol; the
     # coordinator's per-scope state). Delete each entry when its circle is gone: the test
     # below fails until then, so the list cannot go stale.
-    ["swimmesh.agent", "swimmesh.control", "swimmesh.control.app"],
     ["leadership.coordinator", "leadership.election"],
 ]
 
