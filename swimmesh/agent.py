@@ -45,7 +45,7 @@ from .events import MemberEventKind
 from .keys import ClusterKeys, keyring_path, open_keyring
 from .member import Member
 from .metrics import node_registry
-from .peer_health import publish_backpressure, record_membership
+from .peer_health import publish_backpressure, record_leadership, record_membership
 from .runtime import JoinError, MeshNode
 from .transport.net import NetOptions, NetTransport
 from .transport.sealed import SealedTransport
@@ -325,6 +325,7 @@ async def run_agent(
                             registry=agent.registry,
                         )
                     )
+                    record_leadership(agent.coordinator.hub, agent.tracker, node.name)
                 await agent.shutdown.wait()
                 log.info(
                     "agent stopping", extra={"node": node.name, "reason": agent.shutdown_reason}

@@ -4,6 +4,8 @@ Acks record heartbeats; join, update and alive events record gossip metadata as
 ``mesh.role`` / ``mesh.cluster`` / ``mesh.region`` / ``mesh.version`` / ``label.<k>``; dead and
 left record a disconnect with that reason. The node's own backpressure is published in its gossip
 metadata (``backpressure`` = active | inactive, ``backpressure.pending``) so every peer sees it.
+Leadership events record ``mesh.leader.scope.<scope id>`` = leader | follower on the peers
+concerned (OmniRelay's hook).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Mapping
 
 import trio
 
+from leadership import EventKind, LeadershipEvent, LeadershipEventHub
+from leadership.tokens import ENDING_KINDS
 from peerhealth import BackpressureMonitor, BackpressureSignal, PeerLeaseHealthTracker
 
 from .events import MemberEventKind
@@ -64,6 +68,36 @@ async def record_membership(node: MeshNode, tracker: PeerLeaseHealthTracker) -> 
                     tracker.record_disconnect(member.name, "left")
     finally:
         node.on_ack(None)
+
+
+LEADER_KEY = "mesh.leader.scope."
+_LEADING = frozenset({EventKind.ELECTED, EventKind.OBSERVED, EventKind.RENEWED, EventKind.SNAPSHOT})
+
+
+def record_leadership(
+    hub: LeadershipEventHub, tracker: PeerLeaseHealthTracker, local: str
+) -> None:
+    """Mark each scope's leader ``leader`` and its previous leader ``follower`` in ``tracker``."""
+    leaders: dict[str, str] = {}
+
+    def mark(peer: str, scope: str, role: str) -> None:
+        if peer != local:
+            tracker.record_gossip(peer, {LEADER_KEY + scope: role})
+
+    def listener(event: LeadershipEvent) -> None:
+        if event.leader_id is None:
+            return
+        before = leaders.get(event.scope)
+        if event.kind in _LEADING:
+            if before is not None and before != event.leader_id:
+                mark(before, event.scope, "follower")
+            leaders[event.scope] = event.leader_id
+            mark(event.leader_id, event.scope, "leader")
+        elif event.kind in ENDING_KINDS and before == event.leader_id:
+            del leaders[event.scope]
+            mark(event.leader_id, event.scope, "follower")
+
+    hub.add_listener(listener)
 
 
 async def publish_backpressure(node: MeshNode, monitor: BackpressureMonitor) -> None:

@@ -532,3 +532,30 @@ def test_one_rfc3339_helper_for_datetimes_and_timestamps() -> None:
     assert rfc3339(moment.timestamp()) == "2026-11-22T12:00:01.987Z"
     east = moment.astimezone(timezone(timedelta(hours=2)))
     assert rfc3339(east) == "2026-11-22T12:00:01.987Z"  # any zone is written in UTC
+
+
+def test_leadership_events_mark_leaders_and_followers_in_the_tracker() -> None:
+    from datetime import UTC, datetime
+
+    from leadership import EventKind, LeadershipEvent, LeadershipEventHub
+    from swimmesh.peer_health import record_leadership
+
+    hub, tracker = LeadershipEventHub(64), PeerLeaseHealthTracker()
+    record_leadership(hub, tracker, local="me")
+    now = datetime.now(UTC)
+
+    def publish(kind: EventKind, leader: str, scope: str = "global-control") -> None:
+        hub.publish(LeadershipEvent(kind, scope, leader, None, "", "cid", now))
+
+    def role(peer: str, scope: str = "global-control") -> str | None:
+        (found,) = [p for p in tracker.peer_health_snapshot() if p.peer_id == peer]
+        return found.metadata.get(f"mesh.leader.scope.{scope}")
+
+    publish(EventKind.OBSERVED, "b")
+    assert role("b") == "leader"
+    publish(EventKind.ELECTED, "c")
+    assert (role("b"), role("c")) == ("follower", "leader")
+    publish(EventKind.STEPPED_DOWN, "c")
+    assert role("c") == "follower"
+    publish(EventKind.ELECTED, "me", "shard/a/1")  # the local node is not a peer
+    assert all(p.peer_id != "me" for p in tracker.peer_health_snapshot())
