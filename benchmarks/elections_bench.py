@@ -1,0 +1,224 @@
+"""Leader elections across real agent processes on 127.0.0.1 (the quorum lease store).
+
+Starts N agents (the first ``--voters`` of them voting), then measures, until every live agent
+reports it on ``/control/leaders``:
+
+* failover after ``kill -9`` of the ``global-control`` leader (the victim restarts between runs);
+* handover after SIGTERM of the leader;
+* idle CPU per agent (ms per s, from /proc) with 1 global + ``--shards`` shard scopes, against
+  the same mesh without leadership.
+
+Prints JSON, then a table (median, p90/p99, min, max).
+
+    python -m benchmarks.elections_bench --nodes 5 --kills 20 --preset fast --lease 2s
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from swimmesh.testing import AgentProcesses
+
+SCOPE = "global-control"
+
+
+def quantiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def q(p: float) -> float:
+        return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
+
+    return {
+        "n": len(values),
+        "median": round(statistics.median(values), 3),
+        "p90": round(q(0.9), 3),
+        "p99": round(q(0.99), 3),
+        "min": round(ordered[0], 3),
+        "max": round(ordered[-1], 3),
+    }
+
+
+class Mesh:
+    def __init__(self, n: int, voters: int, preset: str, section: str | None) -> None:
+        self.dir = tempfile.TemporaryDirectory(prefix="swimmesh-elections-")
+        self.names = [f"n{i:02d}" for i in range(n)]
+        self.voters = self.names[:voters]
+        self.preset = preset
+        self.config = Path(self.dir.name) / "swimmesh.toml"
+        self.config.write_text(section or "")
+        self.procs = AgentProcesses()
+
+    def start(self, name: str) -> None:
+        live = [n for n in self.procs.live() if n != name]
+        join = ["--join", self.procs.gossip(live[0])] if live else []
+        self.procs.start(
+            name,
+            "--config",
+            str(self.config),
+            "--data-dir",
+            str(Path(self.dir.name) / name),
+            *join,
+            preset=self.preset,
+        )
+
+    def close(self) -> None:
+        self.procs.stop_all()
+        self.dir.cleanup()
+
+
+async def leader_of(client: httpx.AsyncClient, url: str) -> tuple[str, int] | None:
+    try:
+        doc = (await client.get(url + "/control/leaders", timeout=2)).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    for token in doc.get("tokens", []):
+        if token["scope"] == SCOPE:
+            return token["leaderId"], token["fenceToken"]
+    return None
+
+
+async def until_agreed(mesh: Mesh, not_leader: str | None, timeout: float) -> tuple[str, int]:
+    """Poll every live agent every 20 ms until all report one leader other than ``not_leader``."""
+    urls = {n: mesh.procs.url(n) for n in mesh.procs.live()}
+    async with httpx.AsyncClient() as client:
+        with trio.fail_after(timeout):
+            while True:
+                seen: dict[str, tuple[str, int] | None] = {}
+
+                async def look(name: str, url: str, seen: dict[str, Any] = seen) -> None:
+                    seen[name] = await leader_of(client, url)
+
+                async with trio.open_nursery() as nursery:
+                    for name, url in urls.items():
+                        nursery.start_soon(look, name, url)
+                values = set(seen.values())
+                if len(values) == 1:
+                    (found,) = values
+                    if found is not None and found[0] != not_leader:
+                        return found
+                await trio.sleep(0.02)
+
+
+async def transitions(mesh: Mesh, sig: int, runs: int, settle: float) -> list[float]:
+    times = []
+    for _ in range(runs):
+        leader, fence = await until_agreed(mesh, None, 60)
+        await trio.sleep(settle)
+        proc = mesh.procs.procs.pop(leader)
+        start = time.monotonic()
+        proc.send_signal(sig)
+        _, new_fence = await until_agreed(mesh, leader, 60)
+        times.append(time.monotonic() - start)
+        assert new_fence > fence, (fence, new_fence)
+        await trio.to_thread.run_sync(proc.wait)
+        await trio.to_thread.run_sync(mesh.start, leader)
+    return times
+
+
+def cpu_ms_per_s(pids: list[int], seconds: float) -> list[float]:
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu(pid: int) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    before = {p: cpu(p) for p in pids}
+    time.sleep(seconds)
+    return [(cpu(p) - before[p]) * 1000 / seconds for p in pids]
+
+
+def section(voters: list[str], lease: str, renew: str, shards: int) -> str:
+    text = f'[mesh.leadership]\nvoters = {json.dumps(voters)}\nleaseDuration = "{lease}"\n'
+    text += f'renewalLeadTime = "{renew}"\n'
+    if shards:
+        text += f'scopes = [{{scopeId = "{SCOPE}"}}]\n'
+        text += f'shards = [{{namespace = "bench", shards = {list(range(shards))}}}]\n'
+    return text
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    names = [f"n{i:02d}" for i in range(args.nodes)]
+    out: dict[str, Any] = {"config": vars(args)}
+    mesh = Mesh(
+        args.nodes,
+        args.voters,
+        args.preset,
+        section(names[: args.voters], args.lease, args.renew, 0),
+    )
+    try:
+        for name in mesh.names:
+            mesh.start(name)
+        trio.run(until_agreed, mesh, None, 60)
+        out["kill9_failover_s"] = quantiles(
+            trio.run(transitions, mesh, signal.SIGKILL, args.kills, args.settle)
+        )
+        out["sigterm_handover_s"] = quantiles(
+            trio.run(transitions, mesh, signal.SIGTERM, args.handovers, args.settle)
+        )
+    finally:
+        mesh.close()
+    for label, text in (
+        ("with_leadership", section(names[: args.voters], args.lease, args.renew, args.shards)),
+        ("without_leadership", None),
+    ):
+        mesh = Mesh(args.nodes, args.voters, args.preset, text)
+        try:
+            for name in mesh.names:
+                mesh.start(name)
+            time.sleep(args.warmup)
+            pids = [p.pid for p in mesh.procs.procs.values()]
+            out[f"idle_cpu_ms_per_s_{label}"] = quantiles(cpu_ms_per_s(pids, args.cpu_seconds))
+        finally:
+            mesh.close()
+    return out
+
+
+def table(result: dict[str, Any]) -> str:
+    rows = [f"{'measure':<40} {'n':>4} {'median':>8} {'p90':>8} {'p99':>8} {'min':>8} {'max':>8}"]
+    for key, value in result.items():
+        if key == "config" or not value:
+            continue
+        rows.append(
+            f"{key:<40} {value['n']:>4} {value['median']:>8} {value['p90']:>8} {value['p99']:>8} "
+            f"{value['min']:>8} {value['max']:>8}"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=5)
+    parser.add_argument("--voters", type=int, default=3)
+    parser.add_argument("--preset", default="fast", choices=["fast", "lan", "local", "wan"])
+    parser.add_argument("--lease", default="2s", help="leaseDuration")
+    parser.add_argument("--renew", default="1s", help="renewalLeadTime")
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--handovers", type=int, default=10)
+    parser.add_argument("--settle", type=float, default=1.0, help="seconds between runs")
+    parser.add_argument("--shards", type=int, default=200, help="shard scopes for the CPU run")
+    parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--cpu-seconds", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    result = run(args)
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    print(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
