@@ -1,0 +1,158 @@
+"""Elections over real SWIM nodes on the in-memory network: the quorum lease store over each
+node's stream channel, coordinators on every node, partitions between them (virtual time).
+
+A sampler reads every node's ``is_leader`` for every scope every 20 ms: never two at once, and
+the fence of whoever leads a scope never goes back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+from leadership import LeadershipConfig, LeadershipCoordinator, LeadershipScope, TrioTime
+from swimmesh.elections import open_elections
+from swimmesh.member import MemberStatus
+from swimmesh.testing import Cluster, wait_for
+
+NAMES = ["a", "b", "c", "d", "e"]
+VOTERS = ("a", "b", "c")
+SHARDS = tuple(LeadershipScope.shard("orders", str(i)) for i in range(50))
+SCOPES = (LeadershipScope.global_control(), *SHARDS)
+IDS = [s.scope_id for s in SCOPES]
+
+
+@attrs.define
+class Sampler:
+    """What services saw: leaders per scope at each sample, and every violation found."""
+
+    coordinators: dict[str, LeadershipCoordinator]
+    overlaps: list[str] = attrs.Factory(list)
+    regressions: list[str] = attrs.Factory(list)
+    highest: dict[str, int] = attrs.Factory(dict)
+    samples: int = 0
+
+    def leaders(self, scope: str, among: list[str] | None = None) -> list[str]:
+        names = among if among is not None else list(self.coordinators)
+        return [n for n in names if self.coordinators[n].is_leader(scope)]
+
+    async def run(self) -> None:
+        while True:
+            self.samples += 1
+            for scope in IDS:
+                leaders = self.leaders(scope)
+                if len(leaders) > 1:
+                    self.overlaps.append(f"{trio.current_time():.2f} {scope}: {leaders}")
+                for name in leaders:
+                    token = self.coordinators[name].election(scope).token
+                    if token is None:
+                        continue
+                    if token.fence_token < self.highest.get(scope, 0):
+                        self.regressions.append(f"{scope}: {name} at {token.fence_token}")
+                    self.highest[scope] = max(self.highest.get(scope, 0), token.fence_token)
+            await trio.sleep(0.02)
+
+
+@asynccontextmanager
+async def elections(tmp_path: Path) -> AsyncIterator[tuple[Cluster, Sampler]]:
+    async with Cluster.open("fast", seed=11) as cluster, AsyncExitStack() as stack:
+        await cluster.start_many(NAMES)
+        await wait_for(
+            lambda: cluster.views_agree(MemberStatus.ALIVE), timeout=30, what="mesh formed"
+        )
+        config = LeadershipConfig(
+            quorum="static",
+            voters=VOTERS,
+            scopes=SCOPES,
+            lease_duration=4.0,
+            renewal_lead_time=1.5,
+        )
+        coordinators = {}
+        for name in NAMES:
+            coordinators[name] = await stack.enter_async_context(
+                open_elections(
+                    cluster.nodes[name], config, data_dir=str(tmp_path / name), clock=TrioTime()
+                )
+            )
+        sampler = Sampler(coordinators)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sampler.run)
+            yield cluster, sampler
+            nursery.cancel_scope.cancel()
+        for coordinator in coordinators.values():
+            coordinator.crash()  # no releases over a torn-down network
+
+
+def agreed(sampler: Sampler, names: list[str]) -> bool:
+    """Every scope has one leader among ``names`` and every node of ``names`` knows it."""
+    for scope in IDS:
+        leaders = sampler.leaders(scope, names)
+        if len(leaders) != 1:
+            return False
+        for name in names:
+            tokens = {t.scope: t for t in sampler.coordinators[name].hub.tokens()}
+            token = tokens.get(scope)
+            if token is None or token.leader_id != leaders[0]:
+                return False
+    return True
+
+
+@pytest.mark.slow
+async def test_only_the_side_with_a_voter_majority_leads_and_heal_reunites(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with elections(tmp_path) as (cluster, sampler):
+        await wait_for(lambda: agreed(sampler, NAMES), timeout=60, what="every scope led")
+        leader = sampler.leaders("global-control")[0]
+        # the global leader on the minority side, with at most one voter there
+        partner = "e" if leader in VOTERS else "c"
+        minority = sorted({leader, partner if partner != leader else "d"})
+        majority = [n for n in NAMES if n not in minority]
+        assert sum(n in VOTERS for n in minority) <= 1
+        fences = dict(sampler.highest)
+        cluster.network.partition(
+            [cluster.nodes[n].config.bind for n in minority],
+            [cluster.nodes[n].config.bind for n in majority],
+        )
+        await wait_for(
+            lambda: all(len(sampler.leaders(s, majority)) == 1 for s in IDS)
+            and not any(sampler.leaders(s, minority) for s in IDS),
+            timeout=60,
+            what="the majority side leads every scope, the minority none",
+        )
+        await trio.sleep(20)  # hold: the minority never elects
+        assert not any(sampler.leaders(s, minority) for s in IDS)
+        assert sampler.highest["global-control"] > fences["global-control"]
+        cluster.network.heal()
+        await wait_for(
+            lambda: cluster.views_agree(MemberStatus.ALIVE), timeout=60, what="mesh reunited"
+        )
+        await wait_for(lambda: agreed(sampler, NAMES), timeout=60, what="every node agrees")
+    assert sampler.overlaps == [], sampler.overlaps[:5]
+    assert sampler.regressions == [], sampler.regressions[:5]
+    assert sampler.samples > 1000
+
+
+@pytest.mark.slow
+async def test_losing_a_voter_majority_stops_every_election(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with elections(tmp_path) as (cluster, sampler):
+        await wait_for(lambda: agreed(sampler, NAMES), timeout=60, what="every scope led")
+        groups = [["a", "d"], ["b", "e"], ["c"]]  # no side holds two of the three voters
+        cluster.network.partition(*[[cluster.nodes[n].config.bind for n in g] for g in groups])
+        await wait_for(
+            lambda: not any(sampler.leaders(s) for s in IDS),
+            timeout=30,
+            what="every leader stepped down",
+        )
+        await trio.sleep(20)
+        assert not any(sampler.leaders(s) for s in IDS)
+        cluster.network.heal()
+        await wait_for(lambda: agreed(sampler, NAMES), timeout=90, what="elections resume")
+    assert sampler.overlaps == [] and sampler.regressions == []
