@@ -437,9 +437,9 @@ class Schedule:
         elif isinstance(message, ConfigPrepare | ConfigCommit):
             assert node.voter is not None and node.cand is not None
             if isinstance(message, ConfigPrepare):
-                ack: ConfigPrepared | ConfigCommitted = node.voter.on_prepare(message)
+                ack: ConfigPrepared | ConfigCommitted = node.voter.on_prepare(message, now)
             else:
-                ack = node.voter.on_commit(message)
+                ack = node.voter.on_commit(message, now)
             node.cand.learn_config(node.voter.config)
             self._send(node.name, src, ack)
 
@@ -464,6 +464,8 @@ class Schedule:
                 now=now,
                 config=bootstrap,
                 sit_out=None if self.v.sit_out else 0.0,
+                max_drift=self.v.eps,
+                change_gap=None if self.v.change_gap else 0.0,
             )
             config = node.voter.config
         node.cand = self.v.candidate(holder, config, duration=D, max_drift=self.v.eps)

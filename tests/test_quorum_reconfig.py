@@ -32,9 +32,12 @@ C2 = C1.with_added("v4")
 C3 = C2.with_removed("v3")
 
 
-def voters(*names: str, config: VoterConfig = C1) -> dict[str, LeaseVoter]:
+def voters(*names: str, config: VoterConfig = C1, gap: float = 0.0) -> dict[str, LeaseVoter]:
+    """Voters that leave the gap between changes to the proposer (``gap=0``), unless told."""
     return {
-        n: LeaseVoter(n, max_duration=D, promises=MemoryPromises(), now=0.0, config=config)
+        n: LeaseVoter(
+            n, max_duration=D, promises=MemoryPromises(), now=0.0, config=config, change_gap=gap
+        )
         for n in names
     }
 
@@ -57,9 +60,9 @@ def run_change(
                 continue
             message = decode(encode(out.message))
             if isinstance(message, ConfigPrepare):
-                proposer.on_prepared(vs[target].on_prepare(message))
+                proposer.on_prepared(vs[target].on_prepare(message, now))
             elif isinstance(message, ConfigCommit):
-                proposer.on_committed(vs[target].on_commit(message), now)
+                proposer.on_committed(vs[target].on_commit(message, now), now)
     assert not proposer.busy
 
 
@@ -71,16 +74,16 @@ def test_a_change_needs_the_old_majority_then_the_new_majority_and_carries_terms
     change = proposer.start(C2, now=0.0)
     prep = change.pending()
     assert prep is not None and prep.targets == C1.voters
-    change.on_prepared(vs["v1"].on_prepare(ConfigPrepare(C1, C2)))
+    change.on_prepared(vs["v1"].on_prepare(ConfigPrepare(C1, C2), 0.0))
     assert change.phase is ChangePhase.PREPARE
-    change.on_prepared(vs["v2"].on_prepare(ConfigPrepare(C1, C2)))
+    change.on_prepared(vs["v2"].on_prepare(ConfigPrepare(C1, C2), 0.0))
     assert change.phase is ChangePhase.COMMIT and change.terms == {"s": 9}
     commit = change.pending()
     assert commit is not None and commit.targets == C2.voters
     for name in ("v1", "v4"):
-        proposer.on_committed(vs[name].on_commit(ConfigCommit(C2, (("s", 9),))), now=1.0)
+        proposer.on_committed(vs[name].on_commit(ConfigCommit(C2, (("s", 9),)), 1.0), now=1.0)
     assert change.phase is ChangePhase.COMMIT  # 2 of 4 is no majority
-    assert proposer.on_committed(vs["v2"].on_commit(ConfigCommit(C2, (("s", 9),))), now=2.0)
+    assert proposer.on_committed(vs["v2"].on_commit(ConfigCommit(C2, (("s", 9),)), 2.0), now=2.0)
     assert proposer.config == C2 and vs["v4"].promised("s") == 9
     assert proposer.next_allowed == pytest.approx(2.0 + D * 1.05 / 0.95)
 
@@ -108,16 +111,17 @@ def test_changes_are_one_member_and_one_epoch():
 
 def test_voters_never_go_back_to_an_older_or_conflicting_configuration():
     (v1,) = voters("v1").values()
-    assert v1.on_prepare(ConfigPrepare(C1, C2)).accepted
-    assert not v1.on_commit(ConfigCommit(C1, ())).accepted
-    assert not v1.on_prepare(ConfigPrepare(C1, VoterConfig(2, {"v1", "v2", "v3", "v9"}))).accepted
-    assert v1.on_commit(ConfigCommit(C2, ())).accepted  # the same change again is fine
+    assert v1.on_prepare(ConfigPrepare(C1, C2), 0.0).accepted
+    assert not v1.on_commit(ConfigCommit(C1, ()), 0.0).accepted
+    other = VoterConfig(2, {"v1", "v2", "v3", "v9"})
+    assert not v1.on_prepare(ConfigPrepare(C1, other), 0.0).accepted
+    assert v1.on_commit(ConfigCommit(C2, ()), 0.0).accepted  # the same change again is fine
     assert v1.config == C2
 
 
 def test_a_removed_voter_stops_granting_once_it_stores_the_change():
     (v3,) = voters("v3", config=C2).values()
-    assert v3.on_prepare(ConfigPrepare(C2, C3)).accepted
+    assert v3.on_prepare(ConfigPrepare(C2, C3), 0.0).accepted
     request = LeaseRequest(Holder("a", "1"), 2, ())
     assert not v3.in_config()
     assert v3.on_request(request, 0.0).config == C3
@@ -210,3 +214,28 @@ def test_with_configurations_in_replies_the_stale_candidate_needs_the_new_majori
             for extra in sorted(widened.targets):
                 a.on_reply(vs[extra].on_request(widened.message, 1.0), 1.0)  # type: ignore[arg-type]
     assert not a.is_leader("s", 1.0)
+
+
+def test_voters_hold_the_gap_after_a_commit_whoever_proposes():
+    (v1,) = voters("v1", gap=D * 1.05 / 0.95).values()
+    assert v1.on_prepare(ConfigPrepare(C1, C2), 0.0).accepted  # epoch 1 has no predecessor
+    early = v1.on_prepare(ConfigPrepare(C2, C3), 1.0)
+    assert not early.accepted and "not committed" in early.reason
+    assert v1.on_commit(ConfigCommit(C2, ()), 2.0).accepted
+    refused = v1.on_prepare(ConfigPrepare(C2, C3), 3.0)
+    assert not refused.accepted and refused.wait == pytest.approx(2.0 + D * 1.05 / 0.95 - 3.0)
+    again = v1.on_commit(ConfigCommit(C2, ()), 5.0)  # a repeated commit does not move the gap
+    assert again.accepted
+    assert v1.on_prepare(ConfigPrepare(C2, C3), 2.0 + D * 1.05 / 0.95).accepted
+
+
+def test_a_restarted_voter_counts_the_gap_from_its_restart():
+    promises = MemoryPromises()
+    v1 = LeaseVoter("v1", max_duration=D, promises=promises, now=0.0, config=C1)
+    v1.on_prepare(ConfigPrepare(C1, C2), 0.0)
+    v1.on_commit(ConfigCommit(C2, ()), 0.0)
+    assert promises.load().committed_epoch == 2
+    again = LeaseVoter("v1", max_duration=D, promises=promises, now=100.0, config=C1)
+    assert again.config == C2
+    assert not again.on_prepare(ConfigPrepare(C2, C3), 101.0).accepted
+    assert again.on_prepare(ConfigPrepare(C2, C3), 100.0 + again.change_gap).accepted

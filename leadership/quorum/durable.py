@@ -32,6 +32,9 @@ class PromiseState:
 
     terms: Mapping[str, int] = attrs.field(factory=dict, converter=_copy_terms)
     config: VoterConfig | None = None
+    committed_epoch: int = 0
+    """The highest configuration epoch this voter received a commit for (a prepared-only
+    configuration must be committed before the voter prepares the next one)."""
 
 
 class PromiseStore(Protocol):
@@ -79,6 +82,7 @@ class FilePromises:
             ):
                 raise ValueError("terms must map scope ids to non-negative integers")
             config = None
+            committed = int(data.get("committedEpoch", 0))
             if data.get("config") is not None:
                 epoch, voters = data["config"]["epoch"], data["config"]["voters"]
                 config = VoterConfig(int(epoch), frozenset(str(v) for v in voters))
@@ -88,10 +92,13 @@ class FilePromises:
                 "because fences could go backwards; restore the file or remove this voter "
                 "from the configuration and add it back"
             ) from exc
-        return PromiseState(terms=terms, config=config)
+        return PromiseState(terms=terms, config=config, committed_epoch=committed)
 
     def save(self, state: PromiseState) -> None:
-        doc: dict[str, object] = {"terms": dict(state.terms)}
+        doc: dict[str, object] = {
+            "terms": dict(state.terms),
+            "committedEpoch": state.committed_epoch,
+        }
         if state.config is not None:
             doc["config"] = {"epoch": state.config.epoch, "voters": sorted(state.config.voters)}
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -623,9 +623,9 @@ class QuorumLeaseStore:
             voter.on_release(message, now)
             return None
         if isinstance(message, ConfigPrepare):
-            return voter.on_prepare(message)
+            return voter.on_prepare(message, now)
         if isinstance(message, ConfigCommit):
-            return voter.on_commit(message)
+            return voter.on_commit(message, now)
         return None
 
     def _bad(self, peer: str, exc: Exception) -> None:

@@ -73,12 +73,15 @@ class LeaseVoter:
         now: float,
         config: VoterConfig | None = None,
         sit_out: float | None = None,
+        max_drift: float = 0.05,
+        change_gap: float | None = None,
     ) -> None:
         if not max_duration > 0:
             raise ValueError(f"max_duration must be > 0, got {max_duration}")
         self.name = name
         self.max_duration = max_duration
         self._promises = promises
+        self._granted = self._refused = self._sit_out = self._persist_failures = 0
         state = promises.load()
         stored = state.config
         if stored is not None and (config is None or stored.epoch >= config.epoch):
@@ -93,9 +96,21 @@ class LeaseVoter:
         restarted = bool(state.terms)
         wait = max_duration if sit_out is None else sit_out
         self.sit_out_until = now + wait if restarted else -math.inf
+        self.change_gap = (
+            max_duration * (1 + max_drift) / (1 - max_drift) if change_gap is None else change_gap
+        )
+        """Wait after committing a configuration before preparing the next (voter's clock):
+        every lease granted under the configuration before it has run out by then."""
+        # the bootstrap configuration (epoch 1) is committed by definition
+        self._committed_epoch = max(state.committed_epoch, 1)
+        if self.config is not stored:
+            self._committed_epoch = max(self._committed_epoch, self.config.epoch)
+        # when the stored configuration was committed is unknown after a restart: count the gap
+        # from now (the bootstrap epoch has no predecessor to wait for)
+        first = self.config.epoch == 1
+        self._committed_at = -math.inf if first else now
         if self.config is not stored:
             self._save(self._terms())
-        self._granted = self._refused = self._sit_out = self._persist_failures = 0
 
     @property
     def stats(self) -> VoterStats:
@@ -186,17 +201,41 @@ class LeaseVoter:
         grant.expires = now
         return True
 
-    def on_prepare(self, prepare: ConfigPrepare) -> ConfigPrepared:
-        """Phase 1 of a change: store the new configuration durably, report promised terms."""
-        new = prepare.new
-        accepted = self.adopt_config(new, {})
-        terms = tuple(sorted(self._terms().items())) if accepted else ()
-        return ConfigPrepared(self.name, new.epoch, accepted, terms)
+    def on_prepare(self, prepare: ConfigPrepare, now: float) -> ConfigPrepared:
+        """Phase 1 of a change: store the new configuration durably, report promised terms.
 
-    def on_commit(self, commit: ConfigCommit) -> ConfigCommitted:
+        Only from the configuration the change starts from, once that one is committed here
+        and the gap after its commit has passed (the voters hold the gap, whoever proposes)."""
+        new, current = prepare.new, self.config
+
+        def refuse(reason: str, wait: float = 0.0) -> ConfigPrepared:
+            return ConfigPrepared(self.name, new.epoch, False, (), wait, reason)
+
+        if new != current:
+            if prepare.old != current:
+                return refuse(f"this voter is at epoch {current.epoch}, not {prepare.old.epoch}")
+            if self._committed_epoch < current.epoch:
+                return refuse(f"epoch {current.epoch} is not committed here yet")
+            wait = self._committed_at + self.change_gap - now
+            if wait > 0:
+                return refuse(f"epoch {current.epoch} was committed too recently", wait)
+            if not self.adopt_config(new, {}):
+                return refuse("could not store the configuration")
+        return ConfigPrepared(self.name, new.epoch, True, tuple(sorted(self._terms().items())))
+
+    def on_commit(self, commit: ConfigCommit, now: float) -> ConfigCommitted:
         """Phase 2: adopt the configuration and inherit the old majority's promised terms."""
-        ok = self.adopt_config(commit.config, dict(commit.terms))
-        return ConfigCommitted(self.name, commit.config.epoch, ok)
+        config = commit.config
+        fresh = config.epoch > self._committed_epoch
+        previous = self._committed_epoch
+        if fresh:
+            self._committed_epoch = config.epoch
+        ok = self.adopt_config(config, dict(commit.terms))
+        if not ok:
+            self._committed_epoch = previous
+        elif fresh:
+            self._committed_at = now
+        return ConfigCommitted(self.name, config.epoch, ok)
 
     def adopt_config(self, config: VoterConfig, terms: Mapping[str, int]) -> bool:
         """Store a configuration (newer, or the same again) and raise promised terms to ``terms``.
@@ -259,7 +298,11 @@ class LeaseVoter:
 
     def _save(self, terms: dict[str, int]) -> bool:
         try:
-            self._promises.save(PromiseState(terms=dict(terms), config=self.config))
+            self._promises.save(
+                PromiseState(
+                    terms=dict(terms), config=self.config, committed_epoch=self._committed_epoch
+                )
+            )
         except OSError as exc:
             self._persist_failures += 1
             log.error(

@@ -99,6 +99,9 @@ class ConfigPrepared:
     accepted: bool
     terms: tuple[tuple[str, int], ...]
     """The voter's promised term per scope (the new voters inherit the maximum)."""
+    wait: float = 0.0
+    """Refused for now: seconds (voter's clock) until the gap after the last change ends."""
+    reason: str = ""
 
 
 @attrs.frozen
@@ -197,7 +200,15 @@ def encode(message: Message) -> list[Any]:
         return ["cfg-prep", _config_out(message.old), _config_out(message.new)]
     if isinstance(message, ConfigPrepared):
         terms = [list(t) for t in message.terms]
-        return ["cfg-prep-ack", message.voter, message.epoch, message.accepted, terms]
+        return [
+            "cfg-prep-ack",
+            message.voter,
+            message.epoch,
+            message.accepted,
+            terms,
+            message.wait,
+            message.reason,
+        ]
     if isinstance(message, ConfigCommit):
         return ["cfg-commit", _config_out(message.config), [list(t) for t in message.terms]]
     return ["cfg-commit-ack", message.voter, message.epoch, message.accepted]
@@ -241,12 +252,16 @@ def decode(data: object) -> Message:
         _arity(data, 3, kind)
         return ConfigPrepare(old=_config_required(data[1]), new=_config_required(data[2]))
     if kind == "cfg-prep-ack":
-        _arity(data, 5, kind)
+        _arity(data, 7, kind)
+        if not isinstance(data[6], str) or len(data[6]) > MAX_TEXT:
+            raise QuorumWireError("reason must be a short string")
         return ConfigPrepared(
             voter=_text(data[1], "voter"),
             epoch=_int(data[2], "config epoch"),
             accepted=_bool(data[3], "accepted"),
             terms=_terms_in(data[4]),
+            wait=_duration(data[5]),
+            reason=data[6],
         )
     if kind == "cfg-commit":
         _arity(data, 3, kind)
