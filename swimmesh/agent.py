@@ -38,6 +38,7 @@ from .agentconfig import AgentSettings
 from .clock import TrioClock
 from .config import ConfigError, MeshConfig, format_address, parse_address
 from .control import build_app
+from .control.voters import VoterAdmin
 from .crypto import Sealer, save_atomic
 from .elections import open_elections, setup_problem
 from .errors import SwimmeshError
@@ -136,6 +137,8 @@ class Agent:
         self.registry.register(PeerHealthCollector(self.tracker, backpressure=self.backpressure))
         self.coordinator: LeadershipCoordinator | None = None
         """Leadership on this agent: set while it runs elections (``mesh.leadership.voters``)."""
+        self.voter_admin: VoterAdmin | None = None
+        """The quorum lease store, for voter-set changes (with elections)."""
         self.joined = not settings.join
         self.shutdown = trio.Event()
         self.shutdown_reason = ""
@@ -317,7 +320,7 @@ async def run_agent(
             async with AsyncExitStack() as leading:
                 if elections:
                     assert settings.leadership is not None
-                    agent.coordinator = await leading.enter_async_context(
+                    running = await leading.enter_async_context(
                         open_elections(
                             node,
                             settings.leadership,
@@ -325,6 +328,7 @@ async def run_agent(
                             registry=agent.registry,
                         )
                     )
+                    agent.coordinator, agent.voter_admin = running.coordinator, running.store
                     record_leadership(agent.coordinator.hub, agent.tracker, node.name)
                 await agent.shutdown.wait()
                 log.info(

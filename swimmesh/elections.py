@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import attrs
 from prometheus_client import CollectorRegistry
 
 from leadership import (
@@ -63,6 +64,14 @@ def setup_problem(config: LeadershipConfig, node_name: str, data_dir: str | None
     return None
 
 
+@attrs.frozen
+class Elections:
+    """What an agent runs for leadership: the coordinator and the lease store under it."""
+
+    coordinator: LeadershipCoordinator
+    store: QuorumLeaseStore
+
+
 @asynccontextmanager
 async def open_elections(
     node: MeshNode,
@@ -71,7 +80,7 @@ async def open_elections(
     data_dir: str | None,
     registry: CollectorRegistry | None = None,
     clock: Clock | None = None,
-) -> AsyncIterator[LeadershipCoordinator]:
+) -> AsyncIterator[Elections]:
     """Run this node's voter (if it is one), candidate and coordinator until the block ends;
     leaving the block steps down from every scope and releases the leases. Check
     :func:`setup_problem` first."""
@@ -92,4 +101,4 @@ async def open_elections(
         clock=clock,
         metrics=LeadershipMetrics(registry),
     ) as coordinator:
-        yield coordinator
+        yield Elections(coordinator, store)

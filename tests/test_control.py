@@ -379,7 +379,7 @@ async def test_an_unhealthy_report_steps_the_leader_down_and_peers_see_it(
             await p.add(name)
         await formed(p, 3)
         for name in voters:
-            p.agents[name].coordinator = await stack.enter_async_context(
+            running = await stack.enter_async_context(
                 open_elections(
                     p.cluster.nodes[name],
                     LeadershipConfig(quorum="static", voters=voters),
@@ -387,6 +387,7 @@ async def test_an_unhealthy_report_steps_the_leader_down_and_peers_see_it(
                     clock=TrioTime(),
                 )
             )
+            p.agents[name].coordinator = running.coordinator
 
         def leaders() -> list[str]:
             return [n for n in voters if p.agents[n].coordinator.is_leader("global-control")]
@@ -432,4 +433,78 @@ async def test_the_health_report_answers_503_without_a_coordinator(
         client = p.clients["a"]
         assert (await client.get("/control/health")).status_code == 503
         reply = await client.post("/control/health", json={"healthy": False}, headers=AUTH)
+        assert reply.status_code == 503
+
+
+async def test_voters_are_added_and_removed_one_at_a_time_with_the_gap(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    from contextlib import AsyncExitStack
+
+    from leadership import LeadershipConfig, TrioTime
+    from swimmesh.elections import open_elections
+
+    names, voters = ("a", "b", "c", "d"), ("a", "b", "c")
+    async with plane() as p, AsyncExitStack() as stack:
+        for name in names:
+            await p.add(name)
+        await formed(p, 4)
+        stores = {}
+        for name in names:
+            running = await stack.enter_async_context(
+                open_elections(
+                    p.cluster.nodes[name],
+                    LeadershipConfig(
+                        quorum="static", voters=voters, lease_duration=4.0, renewal_lead_time=1.5
+                    ),
+                    data_dir=str(tmp_path / name),
+                    clock=TrioTime(),
+                )
+            )
+            p.agents[name].coordinator = running.coordinator
+            p.agents[name].voter_admin = stores[name] = running.store
+
+        def leaders() -> list[str]:
+            return [n for n in names if p.agents[n].coordinator.is_leader("global-control")]
+
+        await wait_for(lambda: len(leaders()) == 1, timeout=30, what="a leader")
+        term = p.agents[leaders()[0]].coordinator.election("global-control").token.term
+        client = p.clients["d"]
+        assert (await client.get("/control/voters")).json() == {"epoch": 1, "voters": list(voters)}
+        assert (await client.post("/control/voters/add", json={"node": "e"})).status_code == 401
+        bad = await client.post("/control/voters/add", json={"nodes": "e"}, headers=AUTH)
+        assert bad.status_code == 400
+        assert (
+            await client.post("/control/voters/swap", json={"node": "e"}, headers=AUTH)
+        ).status_code == 404
+        added = await client.post("/control/voters/add", json={"node": "d"}, headers=AUTH)
+        assert added.status_code == 200, added.text
+        assert added.json() == {"epoch": 2, "voters": ["a", "b", "c", "d"]}
+        assert stores["d"].voter.promised("global-control") >= term  # inherited
+        too_soon = await client.post("/control/voters/remove", json={"node": "c"}, headers=AUTH)
+        assert too_soon.status_code == 409 and "committed too recently" in too_soon.json()["error"]
+        await trio.sleep(4.0 * 1.05 / 0.95 + 1)
+        removed = await client.post("/control/voters/remove", json={"node": "c"}, headers=AUTH)
+        assert removed.status_code == 200, removed.text
+        assert removed.json() == {"epoch": 3, "voters": ["a", "b", "d"]}
+        shown = await p.clients["a"].get("/control/voters")
+        assert shown.json()["epoch"] == 3
+        assert not stores["c"].voter.in_config()
+        # elections go on under the new voters: a graceful stop hands over
+        leader = leaders()[0]
+        await p.agents[leader].coordinator.stop()
+        await wait_for(
+            lambda: len(leaders()) == 1 and leaders() != [leader], timeout=30, what="successor"
+        )
+        for name in names:
+            await p.agents[name].coordinator.stop()
+
+
+async def test_the_voter_routes_answer_503_without_elections(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with plane() as p:
+        await p.add("a")
+        assert (await p.clients["a"].get("/control/voters")).status_code == 503
+        reply = await p.clients["a"].post("/control/voters/add", json={"node": "b"}, headers=AUTH)
         assert reply.status_code == 503

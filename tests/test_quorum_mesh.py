@@ -74,11 +74,12 @@ async def elections(tmp_path: Path) -> AsyncIterator[tuple[Cluster, Sampler]]:
         )
         coordinators = {}
         for name in NAMES:
-            coordinators[name] = await stack.enter_async_context(
+            running = await stack.enter_async_context(
                 open_elections(
                     cluster.nodes[name], config, data_dir=str(tmp_path / name), clock=TrioTime()
                 )
             )
+            coordinators[name] = running.coordinator
         sampler = Sampler(coordinators)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sampler.run)

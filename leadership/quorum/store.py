@@ -41,11 +41,14 @@ from ..tokens import Holder
 from .candidate import Abandoned, Decision, Elected, LeaseCandidate, Outbound, Refused, Renewed
 from .durable import PromiseStore
 from .membership import VoterConfig
+from .reconfig import ChangePhase, ChangeRefused, VoterSetProposer
 from .voter import LeaseVoter
 from .wire import (
     READ_TERM,
     ConfigCommit,
+    ConfigCommitted,
     ConfigPrepare,
+    ConfigPrepared,
     LeaseNotice,
     LeaseReply,
     LeaseRequest,
@@ -599,6 +602,96 @@ class QuorumLeaseStore:
         if scope is not None:
             lease = self._lease(scope, entry.holder, entry.term, entry.remaining, entry.remaining)
             self._publish(LeaseChange(kinds[entry.kind], entry.scope, lease))
+
+    # ---------------------------------------------------------------- voter-set changes
+
+    def voter_config(self) -> VoterConfig:
+        """The newest voter configuration this node knows."""
+        configs = [self.config]
+        if self.voter is not None:
+            configs.append(self.voter.config)
+        if self._candidate is not None:
+            configs.append(self._candidate.config)
+        return max(configs, key=lambda c: c.epoch)
+
+    async def change_voters(self, new: VoterConfig, *, timeout: float = 10.0) -> VoterConfig:
+        """Run one voter-set change (one member more or less) from this node, as the proposer.
+
+        First repeats the commit of the current configuration to its voters (a change left
+        half-way is completed so), then prepares ``new`` at a majority of the current voters and
+        commits it at a majority of the new ones. Raises :class:`ChangeRefused` with the voters'
+        reasons (e.g. how long the gap after the last change still runs)."""
+        current = self.voter_config()
+        proposer = VoterSetProposer(
+            current, max_duration=self.max_duration, max_drift=self.max_drift
+        )
+        proposer.next_allowed = -math.inf  # the voters hold the gap
+        change = proposer.start(new, self.clock.now())
+        refusals: dict[str, str] = {}
+        with trio.move_on_after(timeout):
+            commit = ConfigCommit(current, ())
+            await self._broadcast(sorted(current.voters), commit, lambda _v, _a: None)
+            while proposer.busy:
+                out = proposer.pending()
+                assert out is not None
+
+                def take(voter: str, answer: Message | None) -> None:
+                    if isinstance(answer, ConfigPrepared):
+                        if not answer.accepted:
+                            wait = f" (for {answer.wait:.1f} s more)" if answer.wait else ""
+                            refusals[voter] = answer.reason + wait
+                        proposer.on_prepared(answer)
+                    elif isinstance(answer, ConfigCommitted):
+                        proposer.on_committed(answer, self.clock.now())
+
+                await self._broadcast(sorted(out.targets), out.message, take)
+                if change.phase is ChangePhase.PREPARE and current.out_of_reach(refusals):
+                    break
+                if proposer.busy:
+                    await trio.sleep(0.1)
+        if proposer.busy:
+            detail = "; ".join(f"{v}: {r}" for v, r in sorted(refusals.items()))
+            raise ChangeRefused(
+                f"voter-set change to epoch {new.epoch} did not complete"
+                + (f": {detail}" if detail else " in time (voters unreachable?)")
+            )
+        self.config = new
+        if self._candidate is not None:
+            self._candidate.learn_config(new)
+        log.info(
+            "voter set changed",
+            extra={"epoch": new.epoch, "voters": sorted(new.voters), "terms": len(change.terms)},
+        )
+        return new
+
+    async def _broadcast(
+        self,
+        targets: list[str],
+        message: Message,
+        take: Callable[[str, Message | None], None],
+    ) -> None:
+        """Ask every target at once; hand each answer (None: no answer) to ``take``."""
+
+        async def one(target: str) -> None:
+            take(target, await self._call(target, message))
+
+        async with trio.open_nursery() as nursery:
+            for target in targets:
+                nursery.start_soon(one, target)
+
+    async def _call(self, target: str, message: Message) -> Message | None:
+        if target == self.messenger.local_id and self.voter is not None:
+            return self._answer(message)
+        try:
+            raw = await self.messenger.request(
+                target, MESSAGE_KIND, cbor2.dumps(encode(message)), timeout=self.request_timeout
+            )
+            return decode(cbor2.loads(raw)) if raw else None
+        except MessengerError:
+            self.stats.unanswered_requests += 1
+        except (QuorumWireError, cbor2.CBORDecodeError, ValueError) as exc:
+            self._bad(target, exc)
+        return None
 
     # ---------------------------------------------------------------- the voter side
 

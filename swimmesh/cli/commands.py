@@ -127,6 +127,19 @@ def cmd_health(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_voters(args: argparse.Namespace) -> int:
+    if args.voters_command == "list":
+        doc = call("GET", args.url, "/control/voters", args.timeout)
+    else:
+        path = f"/control/voters/{args.voters_command}"
+        doc = call("POST", args.url, path, args.timeout, token(args), {"node": args.node})
+    if args.format == "json":
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"epoch {doc['epoch']}: {', '.join(doc['voters'])}")
+    return EXIT_OK
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     if args.keys_command == "generate":
         print(encode_key(generate_key()))

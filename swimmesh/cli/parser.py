@@ -23,6 +23,7 @@ from .commands import (
     cmd_simulate_leadership,
     cmd_simulate_lifeguard,
     cmd_tls,
+    cmd_voters,
 )
 from .demo import cmd_demo
 
@@ -115,6 +116,20 @@ def _mesh_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     hset.add_argument("--reason", default="", help="why (shown in logs and events)")
     _read_flags(hset, token=True)
     hset.set_defaults(func=cmd_health)
+    voters = mesh.add_parser(
+        "voters", help="the voter set of the quorum lease store (/control/voters)"
+    ).add_subparsers(dest="voters_command", required=True)
+    vlist = voters.add_parser("list", help="the newest voter configuration this agent knows")
+    _read_flags(vlist)
+    vlist.set_defaults(func=cmd_voters)
+    for op, text in (
+        ("add", "add one voter (it inherits the promised terms; start it with --data-dir)"),
+        ("remove", "remove one voter (nothing leaves the set implicitly, not even a dead node)"),
+    ):
+        vp = voters.add_parser(op, help=text)
+        vp.add_argument("node", help="node id")
+        _read_flags(vp, token=True)
+        vp.set_defaults(func=cmd_voters)
     bp = mesh.add_parser("backpressure", help="the agent's backpressure signal")
     _read_flags(bp)
     bp.add_argument("--watch", action="store_true", help="stream signals until Ctrl+C (exit 0)")

@@ -16,6 +16,7 @@ from .keys import key_routes
 from .leadership import leadership_routes
 from .mesh import mesh_routes
 from .service_health import service_health_routes
+from .voters import voter_routes
 
 
 def build_app(host: ControlHost) -> Starlette:
@@ -24,6 +25,7 @@ def build_app(host: ControlHost) -> Starlette:
         routes=[
             *leadership_routes(lambda: host.coordinator),
             *service_health_routes(lambda: host.coordinator, guard),
+            *voter_routes(lambda: host.voter_admin, guard),
             *health_routes(host, guard),
             *mesh_routes(host, guard),
             *key_routes(host, guard),

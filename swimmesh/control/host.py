@@ -15,6 +15,7 @@ from leadership import LeadershipCoordinator
 from peerhealth import BackpressureDiagnostics, BackpressureMonitor, PeerHealthSnapshotProvider
 
 from ..member import Member
+from .voters import VoterAdmin
 
 
 class KeyOperations(Protocol):
@@ -56,6 +57,11 @@ class ControlHost(Protocol):
     @property
     def coordinator(self) -> LeadershipCoordinator | None:
         """Leadership on this node, or None while it runs no elections (503)."""
+        ...
+
+    @property
+    def voter_admin(self) -> VoterAdmin | None:
+        """The quorum lease store, for voter-set changes; None without elections (503)."""
         ...
 
     def members(self) -> list[Member]: ...
