@@ -68,6 +68,9 @@ MESSAGE_KIND = "quorum"
 NOTICE_KIND = "quorum-notice"
 """The messenger request kind every member serves for holders' notices."""
 WATCH_BUFFER = 1024
+MIN_REMAINING = 0.01
+"""A lease with less than this left (seconds) is reported as gone: a caller that wakes at its
+end would otherwise loop without time passing (the clock's float rounding)."""
 CAMPAIGN_ATTEMPTS = 3
 """Campaign rounds per ``acquire``: a refusal reporting a promised term at or above ours is
 retried above it at once (the candidate had not heard of that term)."""
@@ -277,7 +280,7 @@ class QuorumLeaseStore:
         self._scopes[key] = scope
         cand = self._candidate
         now = self.clock.now()
-        if cand is not None and cand.is_leader(key, now):
+        if cand is not None and cand.is_leader(key, now + MIN_REMAINING):
             remaining = cand.deadline(key) - now
             return LeaseResult(
                 LeaseOutcome.LEASE_HELD,
@@ -406,7 +409,7 @@ class QuorumLeaseStore:
             if read is None:
                 continue
             read.answered.add(reply.voter)
-            if verdict.holder is not None and verdict.remaining > 0:
+            if verdict.holder is not None and verdict.remaining >= MIN_REMAINING:
                 count, term, remaining = read.reports.get(verdict.holder, (0, 0, math.inf))
                 read.reports[verdict.holder] = (
                     count + 1,
@@ -444,7 +447,10 @@ class QuorumLeaseStore:
         if isinstance(decision, Refused):
             if acquiring:
                 incumbent = None
-                if decision.incumbent is not None:
+                if (
+                    decision.incumbent is not None
+                    and decision.incumbent_remaining >= MIN_REMAINING
+                ):
                     remaining = decision.incumbent_remaining
                     self._learn(scope.key, decision.incumbent, decision.incumbent_term, remaining)
                     incumbent = self._lease(
@@ -529,7 +535,7 @@ class QuorumLeaseStore:
         if known is None or known.holder == mine:
             return None
         remaining = known.until - self.clock.now()
-        if remaining <= 0:
+        if remaining < MIN_REMAINING:
             del self._known[scope.key]
             return None
         self.stats.answered_from_cache += 1
