@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -207,12 +207,16 @@ class AgentProcesses:
         name: str,
         *args: str,
         bind: str = "127.0.0.1:0",
+        control: str = "127.0.0.1:0",
         preset: str = "fast",
         env: dict[str, str] | None = None,
         timeout: float = 30.0,
+        wrapper: Sequence[str] = (),
     ) -> dict[str, Any]:
-        """Start agent ``name`` (extra flags in ``args``) and return its ready line."""
+        """Start agent ``name`` (extra flags in ``args``) and return its ready line.
+        ``wrapper`` prefixes the command (e.g. ``ip netns exec NS`` for a test's namespace)."""
         cmd = [
+            *wrapper,
             sys.executable,
             "-m",
             "swimmesh",
@@ -222,7 +226,7 @@ class AgentProcesses:
             "--bind",
             bind,
             "--control",
-            "127.0.0.1:0",
+            control,
             "--preset",
             preset,
             "--log-level",
