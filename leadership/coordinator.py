@@ -48,10 +48,11 @@ import trio
 from .announce import Announcer
 from .audit import AuditLog
 from .candidacy import Candidacy
-from .clock import Clock, TrioTime
+from .clock import Clock, default_clock
 from .config import LeadershipConfig
 from .election import Election
 from .feeds import Feeds
+from .fencing import FenceGuard
 from .hub import LeadershipEventHub
 from .metrics import LeadershipMetrics
 from .rounds import StoreRounds
@@ -66,6 +67,7 @@ from .store import (
     LeaseStore,
     WatchableLeaseStore,
 )
+from .timers import LeaseTimers
 from .tokens import EventKind, Holder, LeadershipToken
 from .transitions import Transitions
 from .view import MembershipView
@@ -107,7 +109,8 @@ class LeadershipCoordinator:
         self.node_id = config.node_id or view.local_id
         self.holder = Holder(self.node_id, boot_id or secrets.token_hex(8))
         self._nursery = nursery
-        self._clock = clock if clock is not None else TrioTime()
+        self._clock = clock if clock is not None else default_clock()
+        self._timers = LeaseTimers(self._clock)
         self._rng = rng if rng is not None else random.Random()
         self.hub = hub if hub is not None else LeadershipEventHub(config.history_size)
         self.metrics = metrics if metrics is not None else LeadershipMetrics()
@@ -123,9 +126,9 @@ class LeadershipCoordinator:
             wall0,
             config.max_election_window,
         )
-        self._rounds = StoreRounds(store, self.holder, self.metrics)
+        self._rounds = StoreRounds(store, self.holder, self.metrics, config.store_timeout)
         self._candidacy = Candidacy(config, view, self.node_id, self._clock)
-        self._split = SplitBrainReporter(self._announce, view, self._clock)
+        self._split = SplitBrainReporter(self._announce, view, self._clock, config)
         self._transitions = Transitions(
             config, self.holder, self._clock, self._announce, self._split, self.metrics
         )
@@ -141,6 +144,7 @@ class LeadershipCoordinator:
             self._candidacy,
             self._transitions,
             self._split,
+            self._timers,
             self._observe,
             self._backoff,
         )
@@ -176,6 +180,7 @@ class LeadershipCoordinator:
                 coordinator.audit.close()
 
     async def _start(self) -> None:
+        self._nursery.start_soon(self._timers.follow_clock)
         await self._candidacy.publish()
         for member in self.view.members():
             if member.node_id != self.node_id:
@@ -206,6 +211,11 @@ class LeadershipCoordinator:
         return [s.scope for s in self._scopes.values()]
 
     @property
+    def clock(self) -> Clock:
+        """The lease clock this node decides validity on."""
+        return self._clock
+
+    @property
     def healthy(self) -> bool:
         return self._candidacy.healthy
 
@@ -216,13 +226,19 @@ class LeadershipCoordinator:
         state = self._scopes.get(target.key) or self._add_scope(target)
         election = self._elections.get(target.key)
         if election is None:
-            election = self._elections[target.key] = Election(state, self._clock)
+            election = Election(state, self._clock, self._timers)
+            self._elections[target.key] = election
             state.listener = election
         return election
 
     def is_leader(self, scope: str) -> bool:
         state = self._scopes.get(scope.casefold())
         return state is not None and state.believes(self._now())
+
+    def fence_guard(self) -> FenceGuard:
+        """A :class:`FenceGuard` for a resource in this process whose rejections this node
+        reports as split brain (a lower fence acted after a higher one) on its hub."""
+        return self._split.fence_guard(lambda scope: self._scopes.get(scope.casefold()))
 
     def tokens(self) -> list[LeadershipToken]:
         """Tokens this node knows to be current (its own and observed ones)."""
@@ -290,18 +306,19 @@ class LeadershipCoordinator:
 
     async def _run_scope(self, state: ScopeState) -> None:
         # First look after one interval, so this node's candidacy and its peers' have spread.
-        next_at = self._now() + self._interval()
+        state.next_at = self._now() + self._interval()
         while True:
-            with trio.move_on_at(self._clock.trio_time(next_at)) as state.sleep:
+            with self._timers.until(state.next_at) as state.sleep:
                 await state.wake.wait()
             state.sleep = None
             # A skewed clock's round trip through Trio time can land a few ulps short of the
-            # target; step past it, or the loop would spin at one instant.
-            while not state.wake.is_set() and self._now() < next_at:
+            # target; step past it, or the loop would spin at one instant. The target is the
+            # state's (a store change may have moved it), never a stale copy.
+            while not state.wake.is_set() and self._now() < state.next_at:
                 await trio.sleep(CLOCK_NUDGE)
             if state.wake.is_set():
                 state.wake = trio.Event()
-            next_at = await self._evaluate(state)
+            state.next_at = await self._evaluate(state)
 
     async def _evaluate(self, state: ScopeState) -> float:
         now = self._now()
@@ -332,7 +349,7 @@ class LeadershipCoordinator:
             await self._rounds.release(state.scope, term)
             return now
         if state.known is not None and now < state.next_read:
-            return state.next_read
+            return min(state.next_read, self._split.check_incumbent(state))
         if state.reserved_for is not None and now < state.reserved_until:
             if state.reserved_for != self.node_id or not self._candidacy.may_campaign(state.scope):
                 return state.reserved_until
@@ -351,7 +368,8 @@ class LeadershipCoordinator:
     def _observe(self, state: ScopeState, lease: Lease) -> float:
         """Another holder (or an earlier round of ours) holds the scope: when to look next."""
         if self._transitions.observe(state, lease):
-            return self._follower_wake(state, self._now())
+            wake = self._follower_wake(state, self._now())
+            return min(wake, self._split.check_incumbent(state))
         return self._now()
 
     def _follower_wake(self, state: ScopeState, now: float) -> float:
@@ -396,6 +414,16 @@ class LeadershipCoordinator:
                 await self._release_stale(state, result.lease)
             return now + self._interval()
         if result.outcome is LeaseOutcome.GRANTED and result.lease is not None:
+            if now >= start + self.config.validity(result.lease.duration):
+                # Granted, but the reply came after the lease it grants would have ended on
+                # this node's clock: never acted on, given back (DESIGN.md 5, rule 4).
+                log.info(
+                    "abandoned a grant that arrived after its own validity",
+                    extra={"node": self.node_id, "scope": state.scope.scope_id},
+                )
+                await self._release_stale(state, result.lease)
+                state.failures += 1
+                return now + self._backoff(state.failures)
             state.failures = 0
             self._transitions.become_leader(state, result.lease, start)
             return state.renew_at
@@ -411,7 +439,7 @@ class LeadershipCoordinator:
         generation = state.generation
         start = self._now()
         result: LeaseResult | None = None
-        with trio.move_on_at(self._clock.trio_time(state.deadline)):
+        with self._timers.until(state.deadline):
             result = await self._rounds.renew(state.scope, token.term, self.config.lease_duration)
         now = self._now()
         if generation != state.generation:

@@ -12,6 +12,7 @@ import trio
 
 from .clock import Clock
 from .state import ScopeState
+from .timers import LeaseTimers
 from .tokens import LeadershipToken
 
 log = logging.getLogger("leadership.election")
@@ -34,9 +35,10 @@ class LeadershipLost(Exception):
 class Election:
     """One scope seen from this node. Get it with ``coordinator.election(scope_id)``."""
 
-    def __init__(self, state: ScopeState, clock: Clock) -> None:
+    def __init__(self, state: ScopeState, clock: Clock, timers: LeaseTimers) -> None:
         self._state = state
         self._clock = clock
+        self._timers = timers
         self.scope = state.scope
         self._became: list[BecameLeader] = []
         self._lost: list[LostLeadership] = []
@@ -80,13 +82,12 @@ class Election:
         leadership ends (its deadline follows the lease); raises :class:`LeadershipLost` if the
         block was cut short that way."""
         token = await self.wait_until_leader()
-        scope = trio.CancelScope(deadline=self._clock.trio_time(self._state.deadline))
-        self._active.add(scope)
-        try:
-            with scope:
+        with self._timers.until(self._state.deadline) as scope:
+            self._active.add(scope)
+            try:
                 yield token
-        finally:
-            self._active.discard(scope)
+            finally:
+                self._active.discard(scope)
         if scope.cancelled_caught:
             raise LeadershipLost(self.scope.scope_id, self.lost_reason or "lease expired")
 
@@ -121,7 +122,7 @@ class Election:
     def extended(self, deadline: float) -> None:
         """The lease deadline moved: every running ``leadership()`` block follows it."""
         for scope in self._active:
-            scope.deadline = self._clock.trio_time(deadline)
+            self._timers.arm(scope, deadline)
 
     def ended(self, token: LeadershipToken, reason: str) -> None:
         self.lost_reason = reason

@@ -17,6 +17,7 @@ from .config import LeadershipConfig
 from .splitbrain import SplitBrainReporter
 from .state import ScopeState
 from .store import Lease, LeaseChange, LeaseChangeKind, WatchableLeaseStore
+from .timers import LeaseTimers
 from .tokens import EventKind, Holder
 from .transitions import Transitions
 from .view import MembershipView
@@ -37,6 +38,7 @@ class Feeds:
         candidacy: Candidacy,
         transitions: Transitions,
         split: SplitBrainReporter,
+        timers: LeaseTimers,
         observe: Callable[[ScopeState, Lease], float],
         backoff: Callable[[int], float],
     ) -> None:
@@ -49,6 +51,7 @@ class Feeds:
         self._candidacy = candidacy
         self._transitions = transitions
         self._split = split
+        self._timers = timers
         self._observe = observe
         self._backoff = backoff
 
@@ -59,7 +62,8 @@ class Feeds:
             return
         state.known_until = state.next_read = self._clock.now() + lease.remaining
         if state.sleep is not None and not state.wake.is_set():
-            state.sleep.deadline = self._clock.trio_time(state.next_read)
+            state.next_at = min(state.next_read, self._split.check_incumbent(state))
+            self._timers.arm(state.sleep, state.next_at)
 
     async def follow_view(self) -> None:
         await self._keep_following("membership view", self._follow_view_once)
@@ -94,8 +98,9 @@ class Feeds:
             self._candidacy.view_changed()
             self._candidacy.note_stability(node_id)
             for state in self._scopes.values():
-                if state.known is not None and state.known.leader_id == node_id:
-                    self._split.check_incumbent(state)
+                incumbent = state.known is not None and state.known.leader_id == node_id
+                if incumbent and self._split.check_incumbent(state) < math.inf:
+                    state.poke()  # a suspicion's grace runs: the scope task times it
                 if state.vacant_since is not None or (self.config.preempt and state.leading):
                     state.poke()
 
@@ -108,6 +113,19 @@ class Feeds:
         state = self._scopes.get(change.scope_key)
         if state is None:
             return
+        if state.is_stale(change):
+            log.debug(
+                "ignored a stale lease change",
+                extra={
+                    "node": self.node_id,
+                    "scope": state.scope.scope_id,
+                    "kind": change.kind.value,
+                    "term": change.term,
+                    "latest_term": state.latest_term,
+                },
+            )
+            return
+        state.saw_term(change.term)
         if change.kind is LeaseChangeKind.RENEWED and change.lease is not None:
             self._renewed_elsewhere(state, change.lease)
         elif change.kind is LeaseChangeKind.ACQUIRED and change.lease is not None:

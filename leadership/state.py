@@ -23,6 +23,7 @@ import attrs
 import trio
 
 from .scopes import LeadershipScope
+from .store import LeaseChange, LeaseChangeKind
 from .tokens import LeadershipToken
 
 
@@ -45,6 +46,8 @@ class ScopeState:
     scope: LeadershipScope
     node_id: str
     wake: trio.Event = attrs.Factory(trio.Event)
+    next_at: float = -math.inf
+    """When the scope task evaluates the scope next (it may be woken earlier)."""
     sleep: trio.CancelScope | None = None
     """The scope task's sleep, whose deadline moves when a store change postpones the next
     read."""
@@ -78,6 +81,8 @@ class ScopeState:
     stale_term: int = 0
     """A term the store says this holder has but this node does not believe (a reply it gave
     up on): renewed to learn its validity, or released."""
+    latest_term: int = 0
+    """The highest term this node has seen for the scope (its own, read, or in a change)."""
     listener: ScopeListener | None = None
     rank: tuple[int, int | None] = (-1, None)
     """(view version, this node's rank) cached until the candidates change."""
@@ -97,6 +102,23 @@ class ScopeState:
         if self.known is not None and now < self.known_until:
             return self.known.leader_id
         return None
+
+    def is_stale(self, change: LeaseChange) -> bool:
+        """True for a change about an older term than one this node has seen, or an
+        acquisition of the very term this node leads (stale or reordered deliveries). A
+        change that names no term (0) is taken as current."""
+        if change.term == 0:
+            return False
+        if change.term < self.latest_term:
+            return True
+        return (
+            change.kind is LeaseChangeKind.ACQUIRED
+            and self.leading
+            and change.term == self.latest_term
+        )
+
+    def saw_term(self, term: int) -> None:
+        self.latest_term = max(self.latest_term, term)
 
     def current_token(self, now: float) -> LeadershipToken | None:
         """This node's token while it believes it leads."""

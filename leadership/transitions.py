@@ -63,11 +63,12 @@ class Transitions:
         # The term this node led before, which the store still has it hold (a renewal whose
         # reply came too late): the same term and fence, the same correlation id.
         restored = lease.term in (state.stale_term, state.ended_term)
+        state.saw_term(lease.term)
         state.stale_term = 0
         state.leading = True
         state.known = None
         state.deadline = start + self.config.validity(lease.duration)
-        state.renew_at = state.deadline - self.config.renewal_lead_time
+        state.renew_at = self._renew_at(state)
         state.correlation = state.ended_correlation if restored else self._announce.new_id()
         issued = self._clock.now() - lease.age
         state.token = self._announce.token(state.scope, lease, issued, state.deadline)
@@ -90,7 +91,7 @@ class Transitions:
     def extend(self, state: ScopeState, lease: Lease, start: float) -> None:
         assert state.token is not None
         state.deadline = max(state.deadline, start + self.config.validity(lease.duration))
-        state.renew_at = state.deadline - self.config.renewal_lead_time
+        state.renew_at = self._renew_at(state)
         state.token = attrs.evolve(state.token, expires_at=self._announce.to_wall(state.deadline))
         self._announce.emit(
             state.scope,
@@ -102,6 +103,12 @@ class Transitions:
         )
         if state.listener is not None:
             state.listener.extended(state.deadline)
+
+    def _renew_at(self, state: ScopeState) -> float:
+        """``renewalLeadTime`` before the deadline, or halfway there when the lease granted
+        is shorter than that (renewing at once would loop at one instant)."""
+        left = state.deadline - self._clock.now()
+        return state.deadline - min(self.config.renewal_lead_time, left / 2)
 
     def end(self, state: ScopeState, kind: EventKind, reason: str) -> LeadershipToken | None:
         """Stop believing (first, always): abandons in-flight rounds for the scope."""
@@ -130,6 +137,7 @@ class Transitions:
             if not state.leading:
                 state.stale_term = lease.term
             return False
+        state.saw_term(lease.term)
         token = self._announce.token(state.scope, lease, now - lease.age, now + lease.remaining)
         fresh = (
             state.known is None
@@ -151,7 +159,6 @@ class Transitions:
                 token.leader_id,
             )
             self.leader_seen(state)
-            self._split.check_incumbent(state)
         return True
 
     def leader_seen(self, state: ScopeState) -> None:

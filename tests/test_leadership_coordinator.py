@@ -58,7 +58,7 @@ class Harness:
         self, name: str, clock: Clock | None = None, **kw: Any
     ) -> LeadershipCoordinator:
         coordinator = await self.group.start(name, clock=clock, **kw)
-        self.recorder.follow(name, coordinator.hub)
+        self.recorder.follow(coordinator)
         return coordinator
 
     def crash(self, name: str, status: str | None = None) -> None:
@@ -79,10 +79,9 @@ class Harness:
     async def sample(self) -> None:
         """Every 5 virtual ms: at most one coordinator believes it leads each scope."""
         while True:
-            for scope in SCOPES:
-                leaders = self.group.leaders(scope.scope_id)
+            for scope, leaders in self.recorder.sample().items():
                 if len(leaders) > 1:
-                    self.overlaps.append((trio.current_time(), scope.scope_id, leaders))
+                    self.overlaps.append((trio.current_time(), scope, leaders))
             self.samples += 1
             await trio.sleep(0.005)
 
@@ -400,7 +399,9 @@ async def test_the_checker_catches_a_drift_bound_that_is_too_small(
         store.partition(first)
         await trio.sleep(20)
         assert h.overlaps and first in h.overlaps[0][2]
-        with pytest.raises(SafetyViolation, match=rf": {first} \(fence \d+\) led until .* began"):
+        with pytest.raises(
+            SafetyViolation, match=rf": {first}@\S+ \(fence \d+\) led until .* began"
+        ):
             h.recorder.check()
 
 
