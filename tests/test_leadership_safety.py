@@ -35,6 +35,7 @@ from leadership import (
 )
 from leadership.clock import Clock
 from leadership.testing import CoordinatorGroup, JumpClock, LocalMesh
+from simulations.leadership import split_brain_reports
 from simulations.safety import LeadershipRecorder, SafetyViolation
 from swimmesh import SkewedClock
 from swimmesh.testing import wait_for
@@ -442,3 +443,15 @@ class Unreachable:
 
     async def get(self, *args: Any) -> LeaseResult:
         return await self._call("get", *args)
+
+
+@pytest.mark.slow
+async def test_an_hour_of_loss_and_refuted_suspicions_over_swim_reports_no_split_brain(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    """1% loss plus a 1.5 s network stall of a random node every minute, over real SWIM:
+    Lifeguard suspects live nodes (incumbents among them) and they refute; the store never
+    saw two leaders, so nothing may be reported."""
+    result = await split_brain_reports(3600.0, 0.01, stalls=60)
+    assert result["suspicions_seen"] > 20  # the stalls really made views suspect live nodes
+    assert result["split_brain_reports"] == 0, result["first_reasons"]
