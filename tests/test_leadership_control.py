@@ -100,7 +100,8 @@ async def test_leaders_json_and_the_sse_stream_with_resume() -> None:
         ) as response:
             assert response.headers["content-type"].startswith("text/event-stream")
             frames = sse_frames(response)
-            snapshot = await frames.__anext__()
+            with trio.fail_after(10):
+                snapshot = await frames.__anext__()
             assert snapshot["event"] == "snapshot"
             assert snapshot["data"]["token"]["leaderId"] == leader
             assert int(snapshot["id"]) == snapshot["data"]["sequence"]
@@ -108,21 +109,23 @@ async def test_leaders_json_and_the_sse_stream_with_resume() -> None:
                 await group.stop(leader)
             else:
                 await group.coordinators["n1"].update_health(False)
-            async for frame in frames:
-                seen.append(frame)
-                assert frame["event"] == frame["data"]["eventKind"]
-                if (
-                    frame["event"] in ("elected", "observed")
-                    and frame["data"]["leaderId"] != leader
-                ):
-                    break
+            with trio.fail_after(30):
+                async for frame in frames:
+                    seen.append(frame)
+                    assert frame["event"] == frame["data"]["eventKind"]
+                    if (
+                        frame["event"] in ("elected", "observed")
+                        and frame["data"]["leaderId"] != leader
+                    ):
+                        break
         assert seen[0]["event"] == "steppedDown"
         # Resuming after the first of those events replays the rest, with no snapshot and no gap.
         async with client.stream(
             "GET", "/control/events/leadership", headers={"Last-Event-ID": seen[0]["id"]}
         ) as response:
             frames = sse_frames(response)
-            replayed = await frames.__anext__()
+            with trio.fail_after(10):
+                replayed = await frames.__anext__()
             assert int(replayed["id"]) == int(seen[0]["id"]) + 1
             assert replayed["event"] not in ("snapshot", "gap")
 
@@ -131,8 +134,9 @@ async def test_the_websocket_stream_and_an_absent_coordinator() -> None:
     async with served() as (url, _):
         ws_url = url.replace("http://", "ws://") + "/control/events/leadership/ws?scope=shard/*"
         async with open_websocket_url(ws_url) as ws:
-            first = json.loads(await ws.get_message())
-            second = json.loads(await ws.get_message())
+            with trio.fail_after(10):
+                first = json.loads(await ws.get_message())
+                second = json.loads(await ws.get_message())
         assert {first["scope"], second["scope"]} == {"shard/t/0", "shard/t/1"}
         assert first["eventKind"] == "snapshot"
     async with served(observer=None) as (url, _), httpx.AsyncClient(base_url=url) as client:
@@ -184,7 +188,8 @@ async def test_mesh_leaders_status_prints_the_snapshot_and_watches(
                     text += chunk
         finally:
             proc.kill()
-            await proc.wait()
+            with trio.fail_after(10):
+                await proc.wait()
         lines = text.decode().splitlines()
         assert (
             lines[0] == f"Streaming leadership events from {url} (scope=*). Press Ctrl+C to exit."

@@ -191,7 +191,8 @@ async def test_split_brain_is_reported_when_the_incumbent_drops_out_of_the_view(
         follower = next(n for n in NAMES if n != leader)
         events = h.c[follower].hub.subscribe("global-control", kinds=["splitBrain"])
         h.crash(leader, status="dead")  # gone from gossip while its token is still valid
-        event = await events.__anext__()
+        with trio.fail_after(1):
+            event = await events.__anext__()
         assert event.leader_id == leader and event.correlation_id
         assert "dead in the membership view" in event.reason
         metric = h.c[follower].metrics.registry.get_sample_value(
@@ -303,14 +304,16 @@ async def test_leadership_block_runs_only_while_leading(
         await wait_for(lambda: ("changed", successor) in calls, timeout=2)
         # A node waiting for leadership runs its block once it is elected.
         waiter = h.c[successor].election("global-control")
-        assert (await waiter.wait_until_leader()).leader_id == successor
+        with trio.fail_after(1):
+            assert (await waiter.wait_until_leader()).leader_id == successor
 
 
 async def test_election_handles_for_custom_resources(sim_clock: trio.testing.MockClock) -> None:
     async with harness(sample=False) as h:
         elections = {n: c.election("my-resource") for n, c in h.c.items()}
         winner = best(LeadershipScope.custom("my-resource"), NAMES)
-        token = await elections[winner].wait_until_leader()
+        with trio.fail_after(10):
+            token = await elections[winner].wait_until_leader()
         assert (token.scope, token.scope_kind) == ("my-resource", "custom")
         await wait_for(
             lambda: all(e.current_leader == winner for e in elections.values()), timeout=10
@@ -329,7 +332,8 @@ async def test_renewal_failure_steps_down_before_the_store_lease_ends(
         store_expiry = trio.current_time() + lease.lease.remaining
         ended = h.c[leader].hub.subscribe("global-control", kinds=["expired", "lost"])
         store.partition(leader)
-        event = await ended.__anext__()
+        with trio.fail_after(lease.lease.remaining):
+            event = await ended.__anext__()
         assert event.kind is EventKind.EXPIRED
         assert trio.current_time() < store_expiry - 0.1  # its own deadline, with margin
         store.heal(leader)
@@ -687,15 +691,18 @@ async def test_a_renewal_answered_too_late_is_restored_as_the_same_term(
     async with harness(["n1", "n2", "n3"], store=store) as h:
         leader = await h.wait_leader()
         events = h.c[leader].hub.subscribe("global-control", leader=leader)
-        first = await events.__anext__()  # the snapshot of its term
+        with trio.fail_after(1):
+            first = await events.__anext__()  # the snapshot of its term
         assert first.token is not None
         slow[0] = True  # the next renewal: 2 s there (granted), 2 s back (too late)
-        expired = await events.__anext__()
-        while expired.kind is EventKind.RENEWED:
+        with trio.fail_after(30):
             expired = await events.__anext__()
+            while expired.kind is EventKind.RENEWED:
+                expired = await events.__anext__()
         assert (expired.kind, expired.reason) == (EventKind.EXPIRED, "lease expired during renew")
         slow[0] = False
-        restored = await events.__anext__()
+        with trio.fail_after(30):
+            restored = await events.__anext__()
         assert (restored.kind, restored.reason) == (EventKind.ELECTED, "lease restored")
         assert restored.token is not None
         assert restored.token.fence_token == first.token.fence_token  # same term, no new fence

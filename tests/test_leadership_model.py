@@ -406,4 +406,6 @@ async def test_store_partition_reservation_and_watch(
         LeaseChangeKind.ACQUIRED,
     ]
     assert changes[1].successor == "c"
+    assert (changes[1].term, changes[1].holder) == (1, A)  # a release names what it ended
+    assert (changes[2].term, changes[2].holder) == (2, Holder("c", "x"))
     assert changes[2].lease is not None and changes[2].lease.fence_token == 2
