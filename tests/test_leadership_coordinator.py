@@ -23,6 +23,7 @@ from leadership import (
     LeadershipCoordinator,
     LeadershipLost,
     LeadershipScope,
+    LeadershipToken,
     LeaseStore,
     NotLeaderError,
     StaleFenceError,
@@ -31,7 +32,7 @@ from leadership import (
 )
 from leadership.clock import Clock
 from leadership.testing import CoordinatorGroup, LocalMesh
-from simulations.safety import LeadershipRecorder, SafetyViolation
+from simulations.safety import LeadershipRecorder, SafetyViolation, check_stale_writes
 from swimmesh import SkewedClock
 from swimmesh.testing import wait_for
 
@@ -77,11 +78,15 @@ class Harness:
         return leader
 
     async def sample(self) -> None:
-        """Every 5 virtual ms: at most one coordinator believes it leads each scope."""
+        """Every 5 virtual ms: at most one coordinator believes it leads each scope; every
+        node that believes it leads global-control writes to its fenced resource."""
         while True:
             for scope, leaders in self.recorder.sample().items():
                 if len(leaders) > 1:
                     self.overlaps.append((trio.current_time(), scope, leaders))
+                if scope == "global-control":
+                    for name in leaders:
+                        self.recorder.write(self.c[name], scope)
             self.samples += 1
             await trio.sleep(0.005)
 
@@ -343,17 +348,30 @@ def skewed(rate: float, offset: float = 0.0) -> SkewedClock:
     return SkewedClock(offset=offset, rate=rate)
 
 
-async def chaos(h: Harness, store: InMemoryLeaseStore, rng: random.Random, until: float) -> None:
-    """Cut leaders off from the store, crash and restart nodes, flap health."""
-    while trio.current_time() < until:
+async def chaos(
+    h: Harness,
+    store: InMemoryLeaseStore,
+    rng: random.Random,
+    until: float,
+    stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Cut nodes off from the store (half the time a leader of some scope), crash and restart
+    nodes, flap health; until ``until`` or until ``stop()``."""
+    while trio.current_time() < until and not stop():
         await trio.sleep(rng.uniform(0.5, 4.0))
         live = list(h.c)
         action = rng.random()
-        victim = rng.choice(live)
+        leading = sorted({n for s in SCOPES for n in h.group.leaders(s.scope_id)})
+        victim = rng.choice(leading if leading and rng.random() < 0.5 else live)
         if action < 0.5:
             store.partition(victim)
+            unseen = rng.random() < 0.5  # cut off from the mesh too: the others suspect it
+            if unseen:
+                h.group.mesh.set_status(victim, "suspect")
             await trio.sleep(rng.uniform(0.5, 9.0))
             store.heal(victim)
+            if unseen and h.group.mesh.status(victim) == "suspect":
+                h.group.mesh.set_status(victim, "alive")
         elif action < 0.7 and len(live) > 2:
             h.crash(victim)
             await trio.sleep(rng.uniform(0.0, 3.0))
@@ -370,13 +388,16 @@ CHAOS_SECONDS = 240.0
 CLOCKS: dict[str, Clock] = {
     "n1": skewed(1.05),  # 5% fast
     "n2": skewed(0.95),  # 5% slow
-    "n3": skewed(1.0, +0.25),  # OmniRelay's skew budget, both ways
-    "n4": skewed(1.0, -0.25),
+    "n3": skewed(1.0, +0.25),  # OmniRelay's skew budget, both ways (n4 also 3% slow)
+    "n4": skewed(0.97, -0.25),
     "n5": skewed(1.03, 1000.0),
 }
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+CHAOS_SEEDS = [1, 2, 3, *(pytest.param(seed, marks=pytest.mark.slow) for seed in range(4, 11))]
+
+
+@pytest.mark.parametrize("seed", CHAOS_SEEDS)
 async def test_skewed_and_drifting_clocks_never_hold_overlapping_leases(
     sim_clock: trio.testing.MockClock, seed: int
 ) -> None:
@@ -387,6 +408,28 @@ async def test_skewed_and_drifting_clocks_never_hold_overlapping_leases(
         summary = h.recorder.check()
         assert summary["terms"] > 30  # the chaos really moved leadership around
         assert h.samples > 40_000
+        assert summary["writes"] > 10_000
+
+
+BROKEN_SEEDS = range(1, 11)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", BROKEN_SEEDS)
+async def test_chaos_catches_a_leader_that_believes_its_whole_lease(
+    sim_clock: trio.testing.MockClock, seed: int
+) -> None:
+    """Negative control for the chaos run: with no drift margin (``maxClockDrift = 0``, the
+    leader believes the whole grant) every seed must find two leaders."""
+    rng = random.Random(seed)
+    store = InMemoryLeaseStore(latency=lambda: rng.uniform(0.001, 0.05))
+    async with harness(store=store, clocks=CLOCKS, seed=seed, max_clock_drift=0.0) as h:
+        h.check_on_exit = False
+        end = trio.current_time() + CHAOS_SECONDS
+        await chaos(h, store, rng, until=end, stop=lambda: bool(h.overlaps))
+        assert h.overlaps, f"seed {seed}: the broken variant was not caught"
+        with pytest.raises(SafetyViolation, match="led until"):
+            h.recorder.check()
 
 
 async def test_the_checker_catches_a_drift_bound_that_is_too_small(
@@ -406,6 +449,85 @@ async def test_the_checker_catches_a_drift_bound_that_is_too_small(
         with pytest.raises(
             SafetyViolation, match=rf": {first}@\S+ \(fence \d+\) led until .* began"
         ):
+            h.recorder.check()
+
+
+class TrustingGuard(FenceGuard):
+    """A broken fenced resource: it accepts every token."""
+
+    def check(self, token: LeadershipToken) -> None:
+        return None
+
+
+async def test_the_checker_catches_a_resource_that_accepts_stale_writes(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    """Negative control for the stale-write check: two leaders (no drift margin, a slow
+    clock) both write; a real guard rejects the old one, a trusting one is caught."""
+    for guard, caught in ((FenceGuard, False), (TrustingGuard, True)):
+        store = InMemoryLeaseStore()
+        names = ["n1", "n2", "n3"]
+        first = best(GLOBAL, names)
+        slow: dict[str, Clock] = {first: skewed(0.9)}
+        async with harness(names, store=store, clocks=slow, max_clock_drift=0.0) as h:
+            h.check_on_exit = False
+            h.recorder = LeadershipRecorder(guard=guard)
+            for c in h.c.values():
+                h.recorder.follow(c)
+            assert await h.wait_leader() == first
+            store.partition(first)
+            await trio.sleep(20)
+            assert h.overlaps  # the old leader wrote while the new one did
+            writes = h.recorder.writes
+            taken_over = min(w.at for w in writes if w.holder.node_id != first)
+            stale = [w for w in writes if w.holder.node_id == first and w.at >= taken_over]
+            assert stale, "the overstaying leader never wrote"
+            assert all(w.accepted for w in stale) is caught
+            if caught:
+                with pytest.raises(SafetyViolation, match=r"a write with fence .* was accepted"):
+                    check_stale_writes(h.recorder.writes)
+            else:
+                check_stale_writes(h.recorder.writes)
+
+
+class RestartingStore:
+    """An in-memory store that can restart without persistence: it forgets the terms it
+    issued, so fences start again from 1 (what DESIGN.md 5 rule 6 forbids)."""
+
+    def __init__(self) -> None:
+        self.inner = InMemoryLeaseStore()
+
+    def restart(self) -> None:
+        self.inner = InMemoryLeaseStore()
+
+    async def acquire(self, *args: Any) -> Any:
+        return await self.inner.acquire(*args)
+
+    async def renew(self, *args: Any) -> Any:
+        return await self.inner.renew(*args)
+
+    async def release(self, *args: Any, **kwargs: Any) -> Any:
+        return await self.inner.release(*args, **kwargs)
+
+    async def get(self, *args: Any) -> Any:
+        return await self.inner.get(*args)
+
+
+async def test_the_checker_catches_fences_that_go_backwards(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    """Negative control for the fence-order check: a store that forgot its terms hands the
+    next leader the fence the crashed one had."""
+    store = RestartingStore()
+    async with harness(["n1", "n2", "n3"], store=store) as h:  # type: ignore[arg-type]
+        h.check_on_exit = False
+        leader = await h.wait_leader()
+        h.crash(leader, status="dead")
+        store.restart()
+        successor = await h.wait_leader()
+        assert successor != leader
+        await trio.sleep(0.01)  # sampled
+        with pytest.raises(SafetyViolation, match=r"fence went from 1 .* to 1"):
             h.recorder.check()
 
 
