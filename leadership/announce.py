@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from .audit import AuditLog
 from .clock import Clock
+from .config import LeadershipConfig
 from .hub import LeadershipEventHub
 from .metrics import LeadershipMetrics
 from .scopes import LeadershipScope
@@ -41,10 +42,10 @@ class Announcer:
         metrics: LeadershipMetrics,
         audit: AuditLog,
         wall0: float,
-        max_election_window: float,
+        config: LeadershipConfig,
     ) -> None:
         self.node_id = node_id
-        self.max_election_window = max_election_window
+        self.max_election_window = config.max_election_window
         self.hub = hub
         self.metrics = metrics
         self.audit = audit

@@ -25,11 +25,17 @@ vacant
     ``maxElectionWindow``), so different views cannot livelock an election; otherwise read
     the store and wait.
 
-A leader believes its lease until ``start + granted * (1 - eps) / (1 + eps)`` on its own clock,
-``start`` read before the request was sent; it renews ``renewalLeadTime`` before that, and if it
-cannot, it steps down at that deadline by itself, before the lease can end at the store.
-Stopping to believe always comes first (:meth:`_end` bumps the scope's generation, which
+A leader believes its lease until ``start + granted * (1 - eps) / (1 + eps)`` on its own lease
+clock, ``start`` read before the request was sent; it renews ``renewalLeadTime`` before that, and
+if it cannot, it steps down at that deadline by itself, before the lease can end at the store.
+A grant whose reply lands after that deadline is given back, never acted on; every store call
+is bounded (:mod:`leadership.rounds`); changes about older terms are ignored.
+Stopping to believe always comes first (``Transitions.end`` bumps the scope's generation, which
 abandons every round still in flight); releasing the lease at the store comes after.
+
+Times are on the lease clock (``CLOCK_BOOTTIME`` by default), which may jump ahead of Trio's
+after a suspend: every sleep and deadline is armed in :class:`~leadership.timers.LeaseTimers`,
+which maps it to Trio time again when that happens.
 """
 
 from __future__ import annotations
@@ -117,14 +123,7 @@ class LeadershipCoordinator:
         self.audit = audit if audit is not None else AuditLog(path=config.audit_file)
         wall0 = wall() if wall is not None else datetime.now(UTC).timestamp()
         self._announce = Announcer(
-            self.node_id,
-            self._clock,
-            self._rng,
-            self.hub,
-            self.metrics,
-            self.audit,
-            wall0,
-            config.max_election_window,
+            self.node_id, self._clock, self._rng, self.hub, self.metrics, self.audit, wall0, config
         )
         self._rounds = StoreRounds(store, self.holder, self.metrics, config.store_timeout)
         self._candidacy = Candidacy(config, view, self.node_id, self._clock)
