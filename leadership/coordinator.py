@@ -176,10 +176,11 @@ class LeadershipCoordinator:
                     ):
                         await coordinator._step_down_all("shutdown")
                 nursery.cancel_scope.cancel()
+                coordinator._timers.stop()
                 coordinator.audit.close()
 
     async def _start(self) -> None:
-        self._nursery.start_soon(self._timers.follow_clock)
+        self._timers.start()
         await self._candidacy.publish()
         for member in self.view.members():
             if member.node_id != self.node_id:
