@@ -62,7 +62,9 @@ class Feeds:
             return
         state.known_until = state.next_read = self._clock.now() + lease.remaining
         if state.sleep is not None and not state.wake.is_set():
-            state.next_at = min(state.next_read, self._split.check_incumbent(state))
+            state.next_at = state.next_read
+            if state.suspect_since is not None:  # a suspicion's grace is running: keep it
+                state.next_at = min(state.next_at, self._split.check_incumbent(state))
             self._timers.arm(state.sleep, state.next_at)
 
     async def follow_view(self) -> None:

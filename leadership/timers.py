@@ -13,8 +13,7 @@ is acted on within that interval. (``is_leader`` reads the lease clock itself an
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 import trio
 import trio.lowlevel
@@ -64,16 +63,12 @@ class LeaseTimers:
     def disarm(self, scope: trio.CancelScope) -> None:
         self._armed.pop(scope, None)
 
-    @contextmanager
-    def until(self, deadline: float) -> Iterator[trio.CancelScope]:
-        """A cancel scope that ends when the lease clock reads ``deadline``."""
+    def until(self, deadline: float) -> _Armed:
+        """A cancel scope (``with timers.until(d) as scope:``) that ends when the lease clock
+        reads ``deadline``."""
         scope = trio.CancelScope()
         self.arm(scope, deadline)
-        try:
-            with scope:
-                yield scope
-        finally:
-            self.disarm(scope)
+        return _Armed(self, scope)
 
     def rearm(self) -> None:
         """Map every armed deadline to Trio time again (after a jump of the lease clock)."""
@@ -87,6 +82,31 @@ class LeaseTimers:
         before, self._offset = self._offset, self._clock.now() - trio.current_time()
         if abs(self._offset - before) > JUMP_THRESHOLD * CLOCK_CHECK_INTERVAL:
             self.rearm()
+
+
+class _Armed:
+    """Enters an armed cancel scope and disarms it on the way out (a class, not a generator:
+    every scope task enters one per sleep)."""
+
+    __slots__ = ("_scope", "_timers")
+
+    def __init__(self, timers: LeaseTimers, scope: trio.CancelScope) -> None:
+        self._timers = timers
+        self._scope = scope
+
+    def __enter__(self) -> trio.CancelScope:
+        return self._scope.__enter__()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        try:
+            return self._scope.__exit__(kind, value, traceback)
+        finally:
+            self._timers.disarm(self._scope)
 
 
 class _ClockWatcher:
