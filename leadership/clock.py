@@ -1,7 +1,10 @@
 """The clock a coordinator decides lease validity on, injectable so tests can skew or drift it.
 
 Any object with ``now()`` (monotonic seconds) and ``trio_time(local)`` (the Trio time at which
-the clock will read ``local``) fits, e.g. ``swimmesh.SkewedClock``.
+the clock will read ``local``) fits, e.g. ``swimmesh.SkewedClock``. A lease clock may jump
+ahead of Trio's (``CLOCK_BOOTTIME`` after a suspend, which Trio's monotonic clock does not
+see): the coordinator maps its deadlines to Trio time again every ``CLOCK_CHECK_INTERVAL``
+(see :mod:`leadership.timers`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import time
 from typing import Protocol
 
 import trio
+import trio.testing
 
 
 class Clock(Protocol):
@@ -37,3 +41,15 @@ class BootTime:
 
     def trio_time(self, local: float) -> float:
         return trio.current_time() + (local - self.now())
+
+
+def default_clock() -> Clock:
+    """The lease clock a coordinator uses unless given one: ``CLOCK_BOOTTIME`` where the
+    platform has it (it counts across suspend, DESIGN.md 5 rule 8), else Trio's clock. Under a
+    ``MockClock`` (virtual time, which never suspends) it is Trio's clock, so simulations stay
+    in virtual time."""
+    if isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
+        return TrioTime()
+    if hasattr(time, "CLOCK_BOOTTIME"):
+        return BootTime()
+    return TrioTime()

@@ -166,6 +166,12 @@ class LeadershipConfig:
             dupes = sorted({k for k in keys if keys.count(k) > 1})
             raise LeadershipConfigError(f"mesh.leadership.scopes: duplicate scope(s) {dupes}")
 
+    @property
+    def store_timeout(self) -> float:
+        """The bound on every store call: ``maxElectionWindow``, and never past the validity
+        of a full lease (a grant that came later could not be used anyway)."""
+        return min(self.max_election_window, self.validity(self.lease_duration))
+
     def validity(self, granted: float) -> float:
         """How long a grant of ``granted`` seconds may be believed on the holder's own clock:
         ``granted * (1 - eps) / (1 + eps)``, safe when every clock's rate errs by up to eps."""

@@ -7,14 +7,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 import trio
 
+from .clock import Clock
+from .state import ScopeState
+from .timers import LeaseTimers
 from .tokens import LeadershipToken
-
-if TYPE_CHECKING:
-    from .coordinator import LeadershipCoordinator, _ScopeState
 
 log = logging.getLogger("leadership.election")
 
@@ -36,38 +35,39 @@ class LeadershipLost(Exception):
 class Election:
     """One scope seen from this node. Get it with ``coordinator.election(scope_id)``."""
 
-    def __init__(self, coordinator: LeadershipCoordinator, state: _ScopeState) -> None:
-        self._coordinator = coordinator
+    def __init__(self, state: ScopeState, clock: Clock, timers: LeaseTimers) -> None:
         self._state = state
+        self._clock = clock
+        self._timers = timers
         self.scope = state.scope
         self._became: list[BecameLeader] = []
         self._lost: list[LostLeadership] = []
         self._changed: list[LeaderChanged] = []
         self._leader_event = trio.Event()
         self._active: set[trio.CancelScope] = set()
-        self._last_leader: str | None = coordinator._leader_of(state)
+        self._last_leader: str | None = state.leader_of(clock.now())
         self.lost_reason = ""
 
     # -- state -----------------------------------------------------------------------------
 
     @property
     def candidate_id(self) -> str:
-        return self._coordinator.node_id
+        return self._state.node_id
 
     @property
     def is_leader(self) -> bool:
         """True only while this node holds a lease it may still believe by its own clock."""
-        return self._coordinator._believes(self._state)
+        return self._state.believes(self._clock.now())
 
     @property
     def token(self) -> LeadershipToken | None:
         """This node's token while it leads, else None."""
-        return self._state.token if self.is_leader else None
+        return self._state.current_token(self._clock.now())
 
     @property
     def current_leader(self) -> str | None:
         """The leader this node knows of (itself included), or None."""
-        return self._coordinator._leader_of(self._state)
+        return self._state.leader_of(self._clock.now())
 
     async def wait_until_leader(self) -> LeadershipToken:
         while True:
@@ -82,13 +82,12 @@ class Election:
         leadership ends (its deadline follows the lease); raises :class:`LeadershipLost` if the
         block was cut short that way."""
         token = await self.wait_until_leader()
-        scope = trio.CancelScope(deadline=self._coordinator._trio_deadline(self._state))
-        self._active.add(scope)
-        try:
-            with scope:
+        with self._timers.until(self._state.deadline) as scope:
+            self._active.add(scope)
+            try:
                 yield token
-        finally:
-            self._active.discard(scope)
+            finally:
+                self._active.discard(scope)
         if scope.cancelled_caught:
             raise LeadershipLost(self.scope.scope_id, self.lost_reason or "lease expired")
 
@@ -106,7 +105,7 @@ class Election:
         self._changed.append(callback)
         return callback
 
-    # -- driven by the coordinator ---------------------------------------------------------
+    # -- driven by the coordinator (the state's ScopeListener) -------------------------------
 
     def _call(self, callback: Callable[..., None], *args: object) -> None:
         try:
@@ -114,17 +113,18 @@ class Election:
         except Exception:
             log.exception("election callback failed", extra={"scope": self.scope.scope_id})
 
-    def _elected(self, token: LeadershipToken) -> None:
+    def elected(self, token: LeadershipToken) -> None:
         self.lost_reason = ""
         self._leader_event.set()
         for cb in list(self._became):
             self._call(cb, token)
 
-    def _extended(self, trio_deadline: float) -> None:
+    def extended(self, deadline: float) -> None:
+        """The lease deadline moved: every running ``leadership()`` block follows it."""
         for scope in self._active:
-            scope.deadline = trio_deadline
+            self._timers.arm(scope, deadline)
 
-    def _ended(self, token: LeadershipToken, reason: str) -> None:
+    def ended(self, token: LeadershipToken, reason: str) -> None:
         self.lost_reason = reason
         self._leader_event = trio.Event()
         for scope in list(self._active):
@@ -132,7 +132,7 @@ class Election:
         for cb in list(self._lost):
             self._call(cb, token, reason)
 
-    def _leader_seen(self, leader: str | None) -> None:
+    def leader_seen(self, leader: str | None) -> None:
         if leader != self._last_leader:
             old, self._last_leader = self._last_leader, leader
             for cb in list(self._changed):

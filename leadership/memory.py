@@ -92,6 +92,11 @@ class InMemoryLeaseStore:
         feed too (it resyncs on heal), not only its writes."""
         return StoreClient(self, node_id)
 
+    def deliver(self, change: LeaseChange) -> None:
+        """Put ``change`` on every change feed as if it had just happened: a stale, duplicated
+        or reordered delivery, as a network can make."""
+        self._notify(change)
+
     def last_term(self, scope: LeadershipScope) -> int:
         record = self._records.get(scope.key)
         return record.term if record is not None else 0
@@ -167,7 +172,11 @@ class InMemoryLeaseStore:
         record.holder, record.expires = None, now
         if successor is not None and reserve > 0:
             record.reserved_for, record.reserved_until = successor, now + reserve
-        self._notify(LeaseChange(LeaseChangeKind.RELEASED, scope.key, successor=successor))
+        self._notify(
+            LeaseChange(
+                LeaseChangeKind.RELEASED, scope.key, successor=successor, term=term, holder=holder
+            )
+        )
         return await self._reply(LeaseResult(LeaseOutcome.RELEASED))
 
     async def get(self, scope: LeadershipScope, *, node_id: str | None = None) -> LeaseResult:
@@ -216,8 +225,10 @@ class InMemoryLeaseStore:
         return record.holder is not None and now < record.expires
 
     def _extend(self, record: _Record, now: float, duration: float) -> None:
+        """Grant ``duration`` (capped) from ``now``; never earlier than an unexpired grant
+        already ends (grants do not shrink under a holder)."""
         record.granted = max(0.0, min(duration, self.max_lease))
-        record.expires = now + record.granted
+        record.expires = max(record.expires, now + record.granted)
 
     def _lease(self, record: _Record) -> Lease:
         assert record.holder is not None

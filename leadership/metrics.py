@@ -25,7 +25,8 @@ class LeadershipMetrics:
         )
         self.split_brain = Counter(
             "mesh_leadership_split_brain",
-            "Incumbents seen suspect, dead or left while their token was still valid",
+            "Split-brain reports: an incumbent dead, left or long suspect with a valid token; "
+            "overlapping valid tokens; a lower fence acting after a higher one",
             ["scope", "leader"],
             registry=self.registry,
         )
@@ -34,7 +35,7 @@ class LeadershipMetrics:
         )
         self.store_errors = Counter(
             "swimmesh_leadership_store_unavailable",
-            "Lease store calls that found the store unavailable",
+            "Lease store calls that found the store unavailable or did not answer in time",
             ["operation"],
             registry=self.registry,
         )

@@ -4,6 +4,10 @@ A store arbitrates one lease per scope: ``acquire`` starts a new term (term and 
 increase per scope and are never reset), ``renew`` extends the holder's current term, ``release``
 ends it, ``get`` reads it. Durations and ``remaining`` are seconds on the store's own clock; a
 holder decides its own validity on its clock (see the coordinator).
+
+Grants never shrink under a holder: a store never moves an unexpired grant's expiry earlier
+(a renewal granted for less than before keeps the earlier expiry), because the holder keeps
+the later of its deadlines (DESIGN.md 5, rule 4).
 """
 
 from __future__ import annotations
@@ -102,12 +106,28 @@ class LeaseChangeKind(enum.StrEnum):
     """The watcher fell behind and lost changes: re-read every scope."""
 
 
+def _lease_term(change: LeaseChange) -> int:
+    return change.lease.term if change.lease is not None else 0
+
+
+def _lease_holder(change: LeaseChange) -> Holder | None:
+    return change.lease.holder if change.lease is not None else None
+
+
 @attrs.frozen
 class LeaseChange:
+    """One change of a scope's lease. Every change names the term and holder it is about
+    (a release the term it ended), so a follower can tell a stale or reordered change from a
+    current one: a change about an older term than one it knows of is ignored."""
+
     kind: LeaseChangeKind
     scope_key: str = ""
     lease: Lease | None = None
     successor: str | None = None
+    term: int = attrs.field(default=attrs.Factory(_lease_term, takes_self=True))
+    """The term this change is about (the lease's for acquisitions and renewals)."""
+    holder: Holder | None = attrs.field(default=attrs.Factory(_lease_holder, takes_self=True))
+    """The holder of that term."""
 
 
 @runtime_checkable

@@ -19,6 +19,26 @@ from .store import LeaseStore
 from .view import ALIVE, SUSPECT, ViewMember
 
 
+class JumpClock:
+    """A lease clock for tests that runs with Trio's clock until :meth:`jump` moves it ahead:
+    what ``CLOCK_BOOTTIME`` does when the host wakes from suspend (Trio's monotonic clock
+    stopped meanwhile). Share one with an :class:`InMemoryLeaseStore` (``clock=``) to suspend
+    the host while the store, elsewhere, kept counting."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return trio.current_time() + self.offset
+
+    def trio_time(self, local: float) -> float:
+        return local - self.offset
+
+    def jump(self, seconds: float) -> None:
+        """The host slept ``seconds``: this clock moves ahead, Trio's does not."""
+        self.offset += seconds
+
+
 class LocalMesh:
     """Membership for many nodes in one process; every view sees every change at once."""
 

@@ -53,7 +53,8 @@ class EventKind(enum.StrEnum):
     STEPPED_DOWN = "steppedDown"
     """This node gave the scope up: stop, unhealthy, or a transfer."""
     SPLIT_BRAIN = "splitBrain"
-    """A scope's incumbent dropped out of the membership view while its token is still valid."""
+    """Two leaders may exist: an incumbent with a valid token is dead, left or long suspect;
+    overlapping valid tokens; or a lower fence acted after a higher one (docs: leadership)."""
     GAP = "gap"
     """A subscriber fell behind the hub's history; events were skipped (never silently)."""
 

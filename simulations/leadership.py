@@ -22,6 +22,7 @@ from leadership import (
     EventKind,
     InMemoryLeaseStore,
     LeadershipConfig,
+    LeadershipCoordinator,
     LeadershipEvent,
     LeadershipScope,
 )
@@ -184,3 +185,83 @@ def table(result: dict[str, Any]) -> str:
         ]
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"| {k:<{width}} | {v} |" for k, v in rows)
+
+
+async def split_brain_reports(
+    seconds: float,
+    loss: float,
+    nodes: int = 5,
+    seed: int = 1,
+    scopes: int = 4,
+    stalls: int = 0,
+    stall: float = 1.5,
+) -> dict[str, Any]:
+    """False split-brain reports over real SWIM: ``nodes`` mesh nodes on the in-memory
+    network with ``loss`` packet loss, a coordinator on each (one shared in-memory store, so
+    nothing here is ever a real split brain), for ``seconds`` of virtual time; optionally
+    ``stalls`` network stalls of ``stall`` seconds of a random node (what makes Lifeguard
+    suspect a live node, which then refutes). Counts the reports and, to show the faults
+    happened, the suspicions the views saw."""
+    from swimmesh import MemberStatus
+    from swimmesh.leadership_view import MeshMembershipView
+    from swimmesh.testing import Cluster, MemoryNetwork, wait_for
+
+    names = [f"n{i}" for i in range(1, nodes + 1)]
+    shards = (LeadershipScope.shard("bench", str(i)) for i in range(scopes - 1))
+    scope_list = (LeadershipScope.global_control(), *shards)
+    net = MemoryNetwork(seed=seed)
+    net.set_latency(0.002, 0.001)
+    reports: list[LeadershipEvent] = []
+    suspicions = 0
+    elected = 0
+
+    def listen(event: LeadershipEvent) -> None:
+        nonlocal elected
+        if event.kind is EventKind.SPLIT_BRAIN:
+            reports.append(event)
+        elif event.kind is EventKind.ELECTED:
+            elected += 1
+
+    async def count_suspicions(view: MeshMembershipView) -> None:
+        nonlocal suspicions
+        async for node_id in view.changes():
+            member = view.member(node_id)
+            if member is not None and member.status == "suspect":
+                suspicions += 1
+
+    async with Cluster.open("lan", network=net, seed=seed) as cluster, trio.open_nursery() as n:
+        await cluster.start_many(names)
+        await wait_for(lambda: cluster.views_agree(MemberStatus.ALIVE), timeout=60)
+        store = InMemoryLeaseStore()
+
+        async def run(name: str, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            view = MeshMembershipView(cluster.nodes[name])
+            config = LeadershipConfig(scopes=scope_list)
+            async with LeadershipCoordinator.open(config, store.client(name), view) as c:
+                c.hub.add_listener(listen)
+                task_status.started()
+                await trio.sleep_forever()
+
+        for name in names:
+            await n.start(run, name)
+            n.start_soon(count_suspicions, MeshMembershipView(cluster.nodes[name]))
+        net.set_loss(loss)
+        start = trio.current_time()
+        rng = random.Random(seed)
+        gap = seconds / (stalls + 1)
+        for _ in range(stalls):
+            await trio.sleep(gap)
+            net.pause((rng.choice(names), 7946), stall)
+        await trio.sleep(start + seconds - trio.current_time())
+        n.cancel_scope.cancel()
+    return {
+        "virtual_seconds": seconds,
+        "loss": loss,
+        "nodes": nodes,
+        "stalls": stalls,
+        "scopes": scopes,
+        "split_brain_reports": len(reports),
+        "suspicions_seen": suspicions,
+        "terms_elected": elected,
+        "first_reasons": sorted({e.reason for e in reports})[:3],
+    }

@@ -23,6 +23,7 @@ from leadership import (
     LeadershipCoordinator,
     LeadershipLost,
     LeadershipScope,
+    LeadershipToken,
     LeaseStore,
     NotLeaderError,
     StaleFenceError,
@@ -31,7 +32,7 @@ from leadership import (
 )
 from leadership.clock import Clock
 from leadership.testing import CoordinatorGroup, LocalMesh
-from simulations.safety import LeadershipRecorder, SafetyViolation
+from simulations.safety import LeadershipRecorder, SafetyViolation, check_stale_writes
 from swimmesh import SkewedClock
 from swimmesh.testing import wait_for
 
@@ -58,7 +59,7 @@ class Harness:
         self, name: str, clock: Clock | None = None, **kw: Any
     ) -> LeadershipCoordinator:
         coordinator = await self.group.start(name, clock=clock, **kw)
-        self.recorder.follow(name, coordinator.hub)
+        self.recorder.follow(coordinator)
         return coordinator
 
     def crash(self, name: str, status: str | None = None) -> None:
@@ -77,12 +78,15 @@ class Harness:
         return leader
 
     async def sample(self) -> None:
-        """Every 5 virtual ms: at most one coordinator believes it leads each scope."""
+        """Every 5 virtual ms: at most one coordinator believes it leads each scope; every
+        node that believes it leads global-control writes to its fenced resource."""
         while True:
-            for scope in SCOPES:
-                leaders = self.group.leaders(scope.scope_id)
+            for scope, leaders in self.recorder.sample().items():
                 if len(leaders) > 1:
-                    self.overlaps.append((trio.current_time(), scope.scope_id, leaders))
+                    self.overlaps.append((trio.current_time(), scope, leaders))
+                if scope == "global-control":
+                    for name in leaders:
+                        self.recorder.write(self.c[name], scope)
             self.samples += 1
             await trio.sleep(0.005)
 
@@ -192,7 +196,8 @@ async def test_split_brain_is_reported_when_the_incumbent_drops_out_of_the_view(
         follower = next(n for n in NAMES if n != leader)
         events = h.c[follower].hub.subscribe("global-control", kinds=["splitBrain"])
         h.crash(leader, status="dead")  # gone from gossip while its token is still valid
-        event = await events.__anext__()
+        with trio.fail_after(1):
+            event = await events.__anext__()
         assert event.leader_id == leader and event.correlation_id
         assert "dead in the membership view" in event.reason
         metric = h.c[follower].metrics.registry.get_sample_value(
@@ -304,14 +309,16 @@ async def test_leadership_block_runs_only_while_leading(
         await wait_for(lambda: ("changed", successor) in calls, timeout=2)
         # A node waiting for leadership runs its block once it is elected.
         waiter = h.c[successor].election("global-control")
-        assert (await waiter.wait_until_leader()).leader_id == successor
+        with trio.fail_after(1):
+            assert (await waiter.wait_until_leader()).leader_id == successor
 
 
 async def test_election_handles_for_custom_resources(sim_clock: trio.testing.MockClock) -> None:
     async with harness(sample=False) as h:
         elections = {n: c.election("my-resource") for n, c in h.c.items()}
         winner = best(LeadershipScope.custom("my-resource"), NAMES)
-        token = await elections[winner].wait_until_leader()
+        with trio.fail_after(10):
+            token = await elections[winner].wait_until_leader()
         assert (token.scope, token.scope_kind) == ("my-resource", "custom")
         await wait_for(
             lambda: all(e.current_leader == winner for e in elections.values()), timeout=10
@@ -330,7 +337,8 @@ async def test_renewal_failure_steps_down_before_the_store_lease_ends(
         store_expiry = trio.current_time() + lease.lease.remaining
         ended = h.c[leader].hub.subscribe("global-control", kinds=["expired", "lost"])
         store.partition(leader)
-        event = await ended.__anext__()
+        with trio.fail_after(lease.lease.remaining):
+            event = await ended.__anext__()
         assert event.kind is EventKind.EXPIRED
         assert trio.current_time() < store_expiry - 0.1  # its own deadline, with margin
         store.heal(leader)
@@ -340,17 +348,30 @@ def skewed(rate: float, offset: float = 0.0) -> SkewedClock:
     return SkewedClock(offset=offset, rate=rate)
 
 
-async def chaos(h: Harness, store: InMemoryLeaseStore, rng: random.Random, until: float) -> None:
-    """Cut leaders off from the store, crash and restart nodes, flap health."""
-    while trio.current_time() < until:
+async def chaos(
+    h: Harness,
+    store: InMemoryLeaseStore,
+    rng: random.Random,
+    until: float,
+    stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Cut nodes off from the store (half the time a leader of some scope), crash and restart
+    nodes, flap health; until ``until`` or until ``stop()``."""
+    while trio.current_time() < until and not stop():
         await trio.sleep(rng.uniform(0.5, 4.0))
         live = list(h.c)
         action = rng.random()
-        victim = rng.choice(live)
+        leading = sorted({n for s in SCOPES for n in h.group.leaders(s.scope_id)})
+        victim = rng.choice(leading if leading and rng.random() < 0.5 else live)
         if action < 0.5:
             store.partition(victim)
+            unseen = rng.random() < 0.5  # cut off from the mesh too: the others suspect it
+            if unseen:
+                h.group.mesh.set_status(victim, "suspect")
             await trio.sleep(rng.uniform(0.5, 9.0))
             store.heal(victim)
+            if unseen and h.group.mesh.status(victim) == "suspect":
+                h.group.mesh.set_status(victim, "alive")
         elif action < 0.7 and len(live) > 2:
             h.crash(victim)
             await trio.sleep(rng.uniform(0.0, 3.0))
@@ -367,13 +388,16 @@ CHAOS_SECONDS = 240.0
 CLOCKS: dict[str, Clock] = {
     "n1": skewed(1.05),  # 5% fast
     "n2": skewed(0.95),  # 5% slow
-    "n3": skewed(1.0, +0.25),  # OmniRelay's skew budget, both ways
-    "n4": skewed(1.0, -0.25),
+    "n3": skewed(1.0, +0.25),  # OmniRelay's skew budget, both ways (n4 also 3% slow)
+    "n4": skewed(0.97, -0.25),
     "n5": skewed(1.03, 1000.0),
 }
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+CHAOS_SEEDS = [1, 2, 3, *(pytest.param(seed, marks=pytest.mark.slow) for seed in range(4, 11))]
+
+
+@pytest.mark.parametrize("seed", CHAOS_SEEDS)
 async def test_skewed_and_drifting_clocks_never_hold_overlapping_leases(
     sim_clock: trio.testing.MockClock, seed: int
 ) -> None:
@@ -384,6 +408,28 @@ async def test_skewed_and_drifting_clocks_never_hold_overlapping_leases(
         summary = h.recorder.check()
         assert summary["terms"] > 30  # the chaos really moved leadership around
         assert h.samples > 40_000
+        assert summary["writes"] > 10_000
+
+
+BROKEN_SEEDS = range(1, 11)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", BROKEN_SEEDS)
+async def test_chaos_catches_a_leader_that_believes_its_whole_lease(
+    sim_clock: trio.testing.MockClock, seed: int
+) -> None:
+    """Negative control for the chaos run: with no drift margin (``maxClockDrift = 0``, the
+    leader believes the whole grant) every seed must find two leaders."""
+    rng = random.Random(seed)
+    store = InMemoryLeaseStore(latency=lambda: rng.uniform(0.001, 0.05))
+    async with harness(store=store, clocks=CLOCKS, seed=seed, max_clock_drift=0.0) as h:
+        h.check_on_exit = False
+        end = trio.current_time() + 3 * CHAOS_SECONDS  # it stops at the first overlap
+        await chaos(h, store, rng, until=end, stop=lambda: bool(h.overlaps))
+        assert h.overlaps, f"seed {seed}: the broken variant was not caught"
+        with pytest.raises(SafetyViolation, match="led until"):
+            h.recorder.check()
 
 
 async def test_the_checker_catches_a_drift_bound_that_is_too_small(
@@ -400,7 +446,88 @@ async def test_the_checker_catches_a_drift_bound_that_is_too_small(
         store.partition(first)
         await trio.sleep(20)
         assert h.overlaps and first in h.overlaps[0][2]
-        with pytest.raises(SafetyViolation, match=rf": {first} \(fence \d+\) led until .* began"):
+        with pytest.raises(
+            SafetyViolation, match=rf": {first}@\S+ \(fence \d+\) led until .* began"
+        ):
+            h.recorder.check()
+
+
+class TrustingGuard(FenceGuard):
+    """A broken fenced resource: it accepts every token."""
+
+    def check(self, token: LeadershipToken) -> None:
+        return None
+
+
+async def test_the_checker_catches_a_resource_that_accepts_stale_writes(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    """Negative control for the stale-write check: two leaders (no drift margin, a slow
+    clock) both write; a real guard rejects the old one, a trusting one is caught."""
+    for guard, caught in ((FenceGuard, False), (TrustingGuard, True)):
+        store = InMemoryLeaseStore()
+        names = ["n1", "n2", "n3"]
+        first = best(GLOBAL, names)
+        slow: dict[str, Clock] = {first: skewed(0.9)}
+        async with harness(names, store=store, clocks=slow, max_clock_drift=0.0) as h:
+            h.check_on_exit = False
+            h.recorder = LeadershipRecorder(guard=guard)
+            for c in h.c.values():
+                h.recorder.follow(c)
+            assert await h.wait_leader() == first
+            store.partition(first)
+            await trio.sleep(20)
+            assert h.overlaps  # the old leader wrote while the new one did
+            writes = h.recorder.writes
+            taken_over = min(w.at for w in writes if w.holder.node_id != first)
+            stale = [w for w in writes if w.holder.node_id == first and w.at >= taken_over]
+            assert stale, "the overstaying leader never wrote"
+            assert all(w.accepted for w in stale) is caught
+            if caught:
+                with pytest.raises(SafetyViolation, match=r"a write with fence .* was accepted"):
+                    check_stale_writes(h.recorder.writes)
+            else:
+                check_stale_writes(h.recorder.writes)
+
+
+class RestartingStore:
+    """An in-memory store that can restart without persistence: it forgets the terms it
+    issued, so fences start again from 1 (what DESIGN.md 5 rule 6 forbids)."""
+
+    def __init__(self) -> None:
+        self.inner = InMemoryLeaseStore()
+
+    def restart(self) -> None:
+        self.inner = InMemoryLeaseStore()
+
+    async def acquire(self, *args: Any) -> Any:
+        return await self.inner.acquire(*args)
+
+    async def renew(self, *args: Any) -> Any:
+        return await self.inner.renew(*args)
+
+    async def release(self, *args: Any, **kwargs: Any) -> Any:
+        return await self.inner.release(*args, **kwargs)
+
+    async def get(self, *args: Any) -> Any:
+        return await self.inner.get(*args)
+
+
+async def test_the_checker_catches_fences_that_go_backwards(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    """Negative control for the fence-order check: a store that forgot its terms hands the
+    next leader the fence the crashed one had."""
+    store = RestartingStore()
+    async with harness(["n1", "n2", "n3"], store=store) as h:  # type: ignore[arg-type]
+        h.check_on_exit = False
+        leader = await h.wait_leader()
+        h.crash(leader, status="dead")
+        store.restart()
+        successor = await h.wait_leader()
+        assert successor != leader
+        await trio.sleep(0.01)  # sampled
+        with pytest.raises(SafetyViolation, match=r"fence went from 1 .* to 1"):
             h.recorder.check()
 
 
@@ -686,15 +813,18 @@ async def test_a_renewal_answered_too_late_is_restored_as_the_same_term(
     async with harness(["n1", "n2", "n3"], store=store) as h:
         leader = await h.wait_leader()
         events = h.c[leader].hub.subscribe("global-control", leader=leader)
-        first = await events.__anext__()  # the snapshot of its term
+        with trio.fail_after(1):
+            first = await events.__anext__()  # the snapshot of its term
         assert first.token is not None
         slow[0] = True  # the next renewal: 2 s there (granted), 2 s back (too late)
-        expired = await events.__anext__()
-        while expired.kind is EventKind.RENEWED:
+        with trio.fail_after(30):
             expired = await events.__anext__()
+            while expired.kind is EventKind.RENEWED:
+                expired = await events.__anext__()
         assert (expired.kind, expired.reason) == (EventKind.EXPIRED, "lease expired during renew")
         slow[0] = False
-        restored = await events.__anext__()
+        with trio.fail_after(30):
+            restored = await events.__anext__()
         assert (restored.kind, restored.reason) == (EventKind.ELECTED, "lease restored")
         assert restored.token is not None
         assert restored.token.fence_token == first.token.fence_token  # same term, no new fence

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -102,6 +103,21 @@ def test_falling_behind_the_history_gives_a_gap_then_a_snapshot() -> None:
     assert ahead[0].kind is EventKind.GAP and "ahead of this hub" in ahead[0].reason
 
 
+async def _fast_and_slow(
+    fast: Callable[[], Awaitable[None]],
+    slow: Callable[[], Awaitable[None]],
+    hub: LeadershipEventHub,
+) -> None:
+    """Run both subscribers while 200 events are published, one every millisecond."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fast)
+        nursery.start_soon(slow)
+        await trio.sleep(0.1)
+        for _ in range(200):
+            hub.publish(ev(EventKind.RENEWED, "a", "n1", 1))  # publish never awaits
+            await trio.sleep(0.001)
+
+
 async def test_a_slow_subscriber_never_blocks_the_publisher_or_others(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -123,13 +139,8 @@ async def test_a_slow_subscriber_never_blocks_the_publisher_or_others(
             if len(slow_seen) == 3:
                 return
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(fast)
-        nursery.start_soon(slow)
-        await trio.sleep(0.1)
-        for _ in range(200):
-            hub.publish(ev(EventKind.RENEWED, "a", "n1", 1))  # publish never awaits
-            await trio.sleep(0.001)
+    with trio.fail_after(30):
+        await _fast_and_slow(fast, slow, hub)
     assert fast_seen == list(range(1, 201))
     assert slow_seen[0].sequence == 1
     assert slow_seen[1].kind is EventKind.GAP  # told, not silently dropped
@@ -183,9 +194,10 @@ async def test_audit_keeps_changes_in_memory_and_in_a_file(
             if len(seen) == 4:
                 return
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(follow)
-        await trio.sleep(0.1)
-        audit.append(ev(EventKind.LOST, "a", "n1", 5))
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follow)
+            await trio.sleep(0.1)
+            audit.append(ev(EventKind.LOST, "a", "n1", 5))
     # Records 1 fell out of memory; the follower starts at the oldest it still holds.
     assert seen == [EventKind.EXPIRED, EventKind.OBSERVED, EventKind.SPLIT_BRAIN, EventKind.LOST]

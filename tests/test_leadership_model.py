@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import random
+import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -282,10 +284,50 @@ def test_fenced_wrappers_reject_stale_writers() -> None:
     with pytest.raises(StaleFenceError):
         write(token(4, "old"), "from 4")
     resource = FencedResource(writes, guard)
-    resource.use(token(6, "new")).append("from 6")
-    with pytest.raises(StaleFenceError):
-        resource.use(token(5))
+    with resource.use(token(6, "new")) as held:
+        held.append("from 6")
+    with pytest.raises(StaleFenceError), resource.use(token(5)) as stale:
+        stale.append("from 5 again")
     assert writes == ["from 5", "from 6"]
+
+
+def _race(guarded: Callable[[LeadershipToken, Callable[[], None]], None]) -> list[str]:
+    """An old-term writer passes its check, then stalls before writing; meanwhile a new-term
+    writer (another thread) checks and writes. Returns the order the writes landed in."""
+    writes: list[str] = []
+    old_checked, new_checked = threading.Event(), threading.Event()
+
+    def old_write() -> None:
+        old_checked.set()
+        new_checked.wait(timeout=0.5)  # with an atomic guard the new writer cannot get here
+        writes.append("old")
+
+    def new_write() -> None:
+        new_checked.set()
+        writes.append("new")
+
+    old = threading.Thread(target=guarded, args=(token(7, "old"), old_write))
+    old.start()
+    assert old_checked.wait(timeout=5)
+    newer = threading.Thread(target=guarded, args=(token(8, "new"), new_write))
+    newer.start()
+    old.join(timeout=5)
+    newer.join(timeout=5)
+    return writes
+
+
+@pytest.mark.parametrize("how", ["fenced", "resource"])
+def test_a_stale_writer_that_passed_its_check_cannot_write_after_a_newer_term(how: str) -> None:
+    guard = FenceGuard()
+
+    def guarded(tok: LeadershipToken, write: Callable[[], None]) -> None:
+        if how == "fenced":
+            guard.fenced(write)(tok)
+        else:
+            with FencedResource(write, guard).use(tok) as act:
+                act()
+
+    assert _race(guarded) == ["old", "new"]  # never "new" then "old"
 
 
 # -- the in-memory store ----------------------------------------------------------------------
@@ -364,4 +406,6 @@ async def test_store_partition_reservation_and_watch(
         LeaseChangeKind.ACQUIRED,
     ]
     assert changes[1].successor == "c"
+    assert (changes[1].term, changes[1].holder) == (1, A)  # a release names what it ended
+    assert (changes[2].term, changes[2].holder) == (2, Holder("c", "x"))
     assert changes[2].lease is not None and changes[2].lease.fence_token == 2
