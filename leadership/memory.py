@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
@@ -17,7 +17,15 @@ import attrs
 import trio
 
 from .scopes import LeadershipScope
-from .store import Lease, LeaseChange, LeaseChangeKind, LeaseOutcome, LeaseResult
+from .store import (
+    ChangeWatcher,
+    Lease,
+    LeaseChange,
+    LeaseChangeKind,
+    LeaseOutcome,
+    LeaseResult,
+    watching,
+)
 from .tokens import Holder
 
 log = logging.getLogger("leadership.memory")
@@ -32,14 +40,6 @@ class StoreClock(Protocol):
 class _TrioNow:
     def now(self) -> float:
         return trio.current_time()
-
-
-@attrs.define
-class _Watcher:
-    node_id: str | None = None
-    pending: deque[LeaseChange] = attrs.Factory(deque)
-    ready: trio.Event = attrs.Factory(trio.Event)
-    overflowed: bool = False
 
 
 @attrs.define
@@ -69,7 +69,7 @@ class InMemoryLeaseStore:
         self.max_lease = max_lease
         self._latency = latency
         self._records: dict[str, _Record] = {}
-        self._watchers: list[_Watcher] = []
+        self._watchers: list[ChangeWatcher] = []
         self._cut_off: set[str] = set()
         self.available = True
         self.calls: Counter[str] = Counter()
@@ -194,23 +194,10 @@ class InMemoryLeaseStore:
             )
         )
 
-    async def watch(self, *, node_id: str | None = None) -> AsyncIterator[LeaseChange]:
+    def watch(self, *, node_id: str | None = None) -> AsyncIterator[LeaseChange]:
         """Lease changes (acquired, renewed, released) from now on; ``RESYNC`` if this watcher fell
         more than ``WATCH_BUFFER`` changes behind, or was cut off, and lost some."""
-        watcher = _Watcher(node_id)
-        self._watchers.append(watcher)
-        try:
-            while True:
-                await watcher.ready.wait()
-                watcher.ready = trio.Event()
-                if watcher.overflowed:
-                    watcher.overflowed = False
-                    watcher.pending.clear()
-                    yield LeaseChange(LeaseChangeKind.RESYNC)
-                while watcher.pending:
-                    yield watcher.pending.popleft()
-        finally:
-            self._watchers.remove(watcher)
+        return watching(self._watchers, ChangeWatcher(node_id))
 
     # -- internals -------------------------------------------------------------------------
 
@@ -250,13 +237,9 @@ class InMemoryLeaseStore:
             if watcher.node_id is not None and watcher.node_id in self._cut_off:
                 watcher.overflowed = True  # lost; delivered as RESYNC on heal
                 continue
-            if len(watcher.pending) >= WATCH_BUFFER:
-                if not watcher.overflowed:
-                    log.warning("lease watcher fell behind; it will resync")
-                watcher.overflowed = True
-            else:
-                watcher.pending.append(change)
-            watcher.ready.set()
+            was_behind = watcher.overflowed
+            if not watcher.offer(change, WATCH_BUFFER) and not was_behind:
+                log.warning("lease watcher fell behind; it will resync")
 
     def _delay(self) -> float:
         return self._latency() if callable(self._latency) else self._latency

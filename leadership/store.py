@@ -13,10 +13,12 @@ the later of its deadlines (DESIGN.md 5, rule 4).
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol, runtime_checkable
 
 import attrs
+import trio
 
 from .scopes import LeadershipScope, labels_dict
 from .tokens import Holder
@@ -136,3 +138,47 @@ class WatchableLeaseStore(LeaseStore, Protocol):
     expiry), so followers learn of a release at once instead of polling every evaluation."""
 
     def watch(self) -> AsyncIterator[LeaseChange]: ...
+
+
+@attrs.define
+class ChangeWatcher:
+    """One subscriber of a store's change feed: a backlog the store appends to and this
+    watcher drains; a backlog lost (overflow, a cut) is delivered as one ``RESYNC``."""
+
+    node_id: str | None = None
+    pending: deque[LeaseChange] = attrs.Factory(deque)
+    ready: trio.Event = attrs.Factory(trio.Event)
+    overflowed: bool = False
+
+    def offer(self, change: LeaseChange, limit: int) -> bool:
+        """Queue ``change``; False (and a resync owed) when the backlog is already ``limit``."""
+        queued = len(self.pending) < limit
+        if queued:
+            self.pending.append(change)
+        else:
+            self.overflowed = True
+        self.ready.set()
+        return queued
+
+    async def changes(self) -> AsyncIterator[LeaseChange]:
+        while True:
+            await self.ready.wait()
+            self.ready = trio.Event()
+            if self.overflowed:
+                self.overflowed = False
+                self.pending.clear()
+                yield LeaseChange(LeaseChangeKind.RESYNC)
+            while self.pending:
+                yield self.pending.popleft()
+
+
+async def watching(
+    watchers: list[ChangeWatcher], watcher: ChangeWatcher
+) -> AsyncIterator[LeaseChange]:
+    """Subscribe ``watcher`` to a store's ``watchers`` for as long as the caller iterates."""
+    watchers.append(watcher)
+    try:
+        async for change in watcher.changes():
+            yield change
+    finally:
+        watchers.remove(watcher)

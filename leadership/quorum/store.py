@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
@@ -36,19 +35,18 @@ import trio
 from ..clock import Clock
 from ..messenger import MessengerError, PeerMessenger
 from ..scopes import LeadershipScope
-from ..store import Lease, LeaseChange, LeaseChangeKind, LeaseOutcome, LeaseResult
+from ..store import Lease, LeaseChange, LeaseOutcome, LeaseResult
 from ..tokens import Holder
 from .candidate import Abandoned, Decision, Elected, LeaseCandidate, Outbound, Refused, Renewed
+from .changing import run_change
 from .durable import PromiseStore
+from .followers import MIN_REMAINING, IncumbentBoard
 from .membership import VoterConfig
-from .reconfig import ChangePhase, ChangeRefused, VoterSetProposer
 from .voter import LeaseVoter
 from .wire import (
     READ_TERM,
     ConfigCommit,
-    ConfigCommitted,
     ConfigPrepare,
-    ConfigPrepared,
     LeaseNotice,
     LeaseReply,
     LeaseRequest,
@@ -67,10 +65,6 @@ MESSAGE_KIND = "quorum"
 """The messenger request kind the voters serve."""
 NOTICE_KIND = "quorum-notice"
 """The messenger request kind every member serves for holders' notices."""
-WATCH_BUFFER = 1024
-MIN_REMAINING = 0.01
-"""A lease with less than this left (seconds) is reported as gone: a caller that wakes at its
-end would otherwise loop without time passing (the clock's float rounding)."""
 CAMPAIGN_ATTEMPTS = 3
 """Campaign rounds per ``acquire``: a refusal reporting a promised term at or above ours is
 retried above it at once (the candidate had not heard of that term)."""
@@ -102,21 +96,6 @@ class QuorumStats:
     answered_from_cache: int = 0
     notices_sent: int = 0
     notices_received: int = 0
-
-
-@attrs.define
-class _Watcher:
-    pending: deque[LeaseChange] = attrs.Factory(deque)
-    ready: trio.Event = attrs.Factory(trio.Event)
-    overflowed: bool = False
-
-
-@attrs.frozen
-class _Known:
-    holder: Holder
-    term: int
-    until: float
-    """On this node's clock."""
 
 
 class QuorumLeaseStore:
@@ -152,11 +131,8 @@ class QuorumLeaseStore:
         self._renewals: list[str] = []
         self._reads: dict[int, _Read] = {}
         self._next_read = 1
-        self._known: dict[str, _Known] = {}
-        self._released: dict[str, int] = {}
-        """The highest released term per scope this node heard of (later news of it is stale)."""
+        self.board = IncumbentBoard((1 - max_drift) / (1 + max_drift))
         self._notices: list[NoticeEntry] = []
-        self._watchers: list[_Watcher] = []
         self.stats = QuorumStats()
 
     @classmethod
@@ -496,49 +472,18 @@ class QuorumLeaseStore:
     def watch(self) -> AsyncIterator[LeaseChange]:
         """Changes other holders announced (acquired, renewed, released), from now on;
         ``RESYNC`` when this watcher fell behind and lost some."""
-        return self._watch()
-
-    async def _watch(self) -> AsyncIterator[LeaseChange]:
-        watcher = _Watcher()
-        self._watchers.append(watcher)
-        try:
-            while True:
-                await watcher.ready.wait()
-                watcher.ready = trio.Event()
-                if watcher.overflowed:
-                    watcher.overflowed = False
-                    watcher.pending.clear()
-                    yield LeaseChange(LeaseChangeKind.RESYNC)
-                while watcher.pending:
-                    yield watcher.pending.popleft()
-        finally:
-            self._watchers.remove(watcher)
-
-    def _publish(self, change: LeaseChange) -> None:
-        for watcher in self._watchers:
-            if len(watcher.pending) >= WATCH_BUFFER:
-                watcher.overflowed = True  # behind: its backlog becomes one resync
-            else:
-                watcher.pending.append(change)
-            watcher.ready.set()
+        return self.board.watch()
 
     def _learn(self, key: str, holder: Holder, term: int, remaining: float) -> None:
-        """Remember an incumbent until its lease (as a voter reported it) could end here."""
-        until = self.clock.now() + remaining * (1 - self.max_drift) / (1 + self.max_drift)
-        known = self._known.get(key)
-        if known is not None and known.term > term:
-            return  # stale news
-        self._known[key] = _Known(holder, term, until)
+        self.board.learn(key, holder, term, remaining, self.clock.now())
 
     def _cached(self, scope: LeadershipScope, mine: Holder | None) -> LeaseResult | None:
-        known = self._known.get(scope.key)
-        if known is None or known.holder == mine:
-            return None
-        remaining = known.until - self.clock.now()
-        if remaining < MIN_REMAINING:
-            del self._known[scope.key]
+        now = self.clock.now()
+        known = self.board.current(scope.key, mine, now)
+        if known is None:
             return None
         self.stats.answered_from_cache += 1
+        remaining = known.until - now
         lease = self._lease(scope, known.holder, known.term, remaining, remaining)
         return LeaseResult(LeaseOutcome.LEASE_HELD, lease, detail="known incumbent")
 
@@ -588,26 +533,11 @@ class QuorumLeaseStore:
         return b""
 
     def _take_notice(self, entry: NoticeEntry) -> None:
-        known = self._known.get(entry.scope)
-        if known is not None and entry.term < known.term:
-            return  # older than what this node knows: reordered or stale
-        if entry.kind != "released" and entry.term <= self._released.get(entry.scope, 0):
-            return  # news of a term already released, overtaken by the release
         scope = self._scopes.get(entry.scope)
-        kinds = {
-            "acquired": LeaseChangeKind.ACQUIRED,
-            "renewed": LeaseChangeKind.RENEWED,
-            "released": LeaseChangeKind.RELEASED,
-        }
-        if entry.kind == "released":
-            self._released[entry.scope] = max(self._released.get(entry.scope, 0), entry.term)
-            if known is not None and (known.holder, known.term) == (entry.holder, entry.term):
-                del self._known[entry.scope]
-        else:
-            self._learn(entry.scope, entry.holder, entry.term, entry.remaining)
+        lease = None
         if scope is not None:
             lease = self._lease(scope, entry.holder, entry.term, entry.remaining, entry.remaining)
-            self._publish(LeaseChange(kinds[entry.kind], entry.scope, lease))
+        self.board.take(entry, self.clock.now(), lease)
 
     # ---------------------------------------------------------------- voter-set changes
 
@@ -621,46 +551,17 @@ class QuorumLeaseStore:
         return max(configs, key=lambda c: c.epoch)
 
     async def change_voters(self, new: VoterConfig, *, timeout: float = 10.0) -> VoterConfig:
-        """Run one voter-set change (one member more or less) from this node, as the proposer.
-
-        First repeats the commit of the current configuration to its voters (a change left
-        half-way is completed so), then prepares ``new`` at a majority of the current voters and
-        commits it at a majority of the new ones. Raises :class:`ChangeRefused` with the voters'
-        reasons (e.g. how long the gap after the last change still runs)."""
-        current = self.voter_config()
-        proposer = VoterSetProposer(
-            current, max_duration=self.max_duration, max_drift=self.max_drift
+        """Run one voter-set change (one member more or less) from this node, as the proposer
+        (:mod:`.changing`); raises :class:`ChangeRefused` with the voters' reasons."""
+        change = await run_change(
+            self._call,
+            self.voter_config(),
+            new,
+            self.clock.now,
+            max_duration=self.max_duration,
+            max_drift=self.max_drift,
+            timeout=timeout,
         )
-        proposer.next_allowed = -math.inf  # the voters hold the gap
-        change = proposer.start(new, self.clock.now())
-        refusals: dict[str, str] = {}
-        with trio.move_on_after(timeout):
-            commit = ConfigCommit(current, ())
-            await self._broadcast(sorted(current.voters), commit, lambda _v, _a: None)
-            while proposer.busy:
-                out = proposer.pending()
-                assert out is not None
-
-                def take(voter: str, answer: Message | None) -> None:
-                    if isinstance(answer, ConfigPrepared):
-                        if not answer.accepted:
-                            wait = f" (for {answer.wait:.1f} s more)" if answer.wait else ""
-                            refusals[voter] = answer.reason + wait
-                        proposer.on_prepared(answer)
-                    elif isinstance(answer, ConfigCommitted):
-                        proposer.on_committed(answer, self.clock.now())
-
-                await self._broadcast(sorted(out.targets), out.message, take)
-                if change.phase is ChangePhase.PREPARE and current.out_of_reach(refusals):
-                    break
-                if proposer.busy:
-                    await trio.sleep(0.1)
-        if proposer.busy:
-            detail = "; ".join(f"{v}: {r}" for v, r in sorted(refusals.items()))
-            raise ChangeRefused(
-                f"voter-set change to epoch {new.epoch} did not complete"
-                + (f": {detail}" if detail else " in time (voters unreachable?)")
-            )
         self.config = new
         if self._candidate is not None:
             self._candidate.learn_config(new)
@@ -669,21 +570,6 @@ class QuorumLeaseStore:
             extra={"epoch": new.epoch, "voters": sorted(new.voters), "terms": len(change.terms)},
         )
         return new
-
-    async def _broadcast(
-        self,
-        targets: list[str],
-        message: Message,
-        take: Callable[[str, Message | None], None],
-    ) -> None:
-        """Ask every target at once; hand each answer (None: no answer) to ``take``."""
-
-        async def one(target: str) -> None:
-            take(target, await self._call(target, message))
-
-        async with trio.open_nursery() as nursery:
-            for target in targets:
-                nursery.start_soon(one, target)
 
     async def _call(self, target: str, message: Message) -> Message | None:
         if target == self.messenger.local_id and self.voter is not None:
