@@ -149,3 +149,86 @@ def test_restarted_voters_keep_their_promises_and_fences_never_go_back(agents: A
     agents.kill(leader, signal.SIGKILL)
     _, after = wait_agreed(agents, not_leader=leader)
     assert after > fence
+
+
+class EventStream:
+    """An SSE stream of ``/control/events/leadership`` read in a thread into ``frames``."""
+
+    def __init__(self, url: str, last_event_id: str | None = None) -> None:
+        import threading
+
+        self.frames: list[dict[str, object]] = []
+        self.error: BaseException | None = None
+        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        self._client = httpx.Client(timeout=httpx.Timeout(5, read=None))
+        self._response = self._client.send(
+            self._client.build_request(
+                "GET",
+                url + "/control/events/leadership",
+                params={"scope": SCOPE},
+                headers=headers,
+            ),
+            stream=True,
+        )
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        frame: dict[str, object] = {}
+        try:
+            for line in self._response.iter_lines():
+                if not line:
+                    if "data" in frame:
+                        self.frames.append(frame)
+                    frame = {}
+                elif not line.startswith(":"):
+                    field, _, value = line.partition(":")
+                    frame[field] = json.loads(value) if field == "data" else value.strip()
+        except (httpx.HTTPError, RuntimeError) as exc:  # closed under it: the normal end
+            self.error = exc
+
+    def close(self) -> None:
+        self._response.close()
+        self._client.close()
+        self._thread.join(timeout=10)
+
+
+def test_the_event_stream_shows_a_handover_in_order_and_resumes_exactly(
+    agents: Agents, tmp_path
+) -> None:
+    start_mesh(agents, tmp_path)
+    leader, _ = wait_agreed(agents)
+    follower = next(n for n in NAMES if n != leader)
+    stream = EventStream(agents.url(follower))
+    try:
+        wait_until(lambda: len(stream.frames) >= 1, 10, "the snapshot")
+        assert stream.frames[0]["event"] == "snapshot"
+        proc = agents.procs.pop(leader)
+        proc.send_signal(signal.SIGTERM)
+        successor, _ = wait_agreed(agents, not_leader=leader)
+
+        def kinds() -> list[tuple[object, object]]:
+            return [(f["event"], f["data"]["leaderId"]) for f in stream.frames[1:]]  # type: ignore[index]
+
+        wait_until(
+            lambda: any(leader_id == successor for _, leader_id in kinds()),
+            10,
+            "the successor on the follower's stream",
+        )
+        seen = kinds()
+        ended = seen.index(("steppedDown", leader))
+        took = next(i for i, (_, who) in enumerate(seen) if who == successor)
+        assert ended < took, seen
+        assert proc.wait(timeout=30) == 0
+    finally:
+        stream.close()
+    # reconnect from the first live event: exactly the events after it, in order, no snapshot
+    first, rest = stream.frames[1], stream.frames[2:]
+    resumed = EventStream(agents.url(follower), last_event_id=str(first["id"]))
+    try:
+        wait_until(lambda: len(resumed.frames) >= len(rest), 10, "the replay")
+        assert [(f["id"], f["event"]) for f in resumed.frames[: len(rest)]] == [
+            (f["id"], f["event"]) for f in rest
+        ]
+    finally:
+        resumed.close()
