@@ -256,3 +256,16 @@ async def test_news_of_a_released_term_is_ignored(clock):
         store._take_notice(NoticeEntry("acquired", SCOPE.key, a, 5, D))
         cached = store._cached(SCOPE, None)
         assert cached is not None and cached.lease.term == 5
+
+
+async def test_renewing_a_released_term_is_refused_at_once(clock):
+    mesh = LocalMesh()
+    async with AsyncExitStack() as stack:
+        stores = await open_stores(stack, mesh, ["v1", "v2", "v3", "c1"])
+        a = Holder("c1", "x")
+        await stores["c1"].acquire(SCOPE, a, D)
+        await stores["c1"].release(SCOPE, a, 1)
+        t0 = trio.current_time()
+        again = await stores["c1"].renew(SCOPE, a, 1, D)
+        assert again.outcome is LeaseOutcome.NOT_CURRENT_LEADER
+        assert trio.current_time() == t0  # no round that could only time out

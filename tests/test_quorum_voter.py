@@ -325,3 +325,23 @@ def test_the_drift_factor_is_checked():
     with pytest.raises(ValueError):
         LeaseCandidate(A, CONFIG, duration=D, max_drift=1.0)
     assert math.isinf(LeaseCandidate(A, CONFIG, duration=D).deadline("s"))
+
+
+def test_a_restarted_voter_sits_out_the_longest_lease_it_ever_granted():
+    promises = MemoryPromises()
+    v = LeaseVoter("v1", max_duration=10.0, promises=promises, now=0.0, config=CONFIG)
+    assert verdict(v, A, 1, now=0.0, duration=10.0).granted  # A may lead until ~10
+    # restarted with the lease shortened to 2 s: a grant of the old length may still run
+    again = LeaseVoter("v1", max_duration=2.0, promises=promises, now=1.0, config=CONFIG)
+    assert not verdict(again, B, 2, now=3.5, duration=2.0).granted
+    assert verdict(again, B, 2, now=11.0, duration=2.0).granted
+    assert again.change_gap == pytest.approx(10.0 * 1.05 / 0.95)
+
+
+def test_the_longest_lease_survives_in_the_promise_file(tmp_path):
+    path = tmp_path / "promised.json"
+    v = LeaseVoter("v1", max_duration=10.0, promises=FilePromises(path), now=0.0, config=CONFIG)
+    verdict(v, A, 1, now=0.0)
+    assert FilePromises(path).load().longest == 10.0
+    LeaseVoter("v1", max_duration=2.0, promises=FilePromises(path), now=1.0, config=CONFIG)
+    assert FilePromises(path).load().longest == 10.0

@@ -32,7 +32,12 @@ configs = st.none() | st.builds(
     VoterConfig, st.integers(1, 2**32), st.frozensets(names, min_size=1, max_size=5)
 )
 messages = (
-    st.builds(LeaseRequest, holders, terms, st.lists(entries, max_size=5).map(tuple))
+    st.builds(
+        LeaseRequest,
+        holders,
+        terms,
+        st.lists(entries, max_size=5, unique_by=lambda e: e.scope).map(tuple),
+    )
     | st.builds(LeaseReply, names, holders, configs, st.lists(verdicts, max_size=5).map(tuple))
     | st.builds(ReleaseRequest, holders, names, terms)
 )
@@ -101,3 +106,9 @@ def test_too_many_entries_are_refused():
     entry = ["s", 1, 1, 1.0]
     with pytest.raises(QuorumWireError, match="at most"):
         decode(["lease-req", ["a", "b"], 1, [entry] * 5000])
+
+
+def test_a_request_naming_a_scope_twice_is_refused():
+    entry = ["s", 7, 1, 1.0]
+    with pytest.raises(QuorumWireError, match="twice"):
+        decode(["lease-req", ["a", "b"], 1, [entry, ["s", 6, 2, 1.0]]])

@@ -173,6 +173,11 @@ class LeaseCandidate:
         st = self._scopes.get(scope)
         return 0 if st is None else max(st.term, st.max_seen)
 
+    def released(self, scope: str) -> bool:
+        """The current term of ``scope`` was released (it is never renewed)."""
+        st = self._scopes.get(scope)
+        return st is not None and st.term != 0 and st.released_term == st.term
+
     def in_flight(self, scope: str) -> RoundKind | None:
         st = self._scopes.get(scope)
         return None if st is None or st.round is None else st.round.kind

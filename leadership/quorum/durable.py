@@ -35,6 +35,9 @@ class PromiseState:
     committed_epoch: int = 0
     """The highest configuration epoch this voter received a commit for (a prepared-only
     configuration must be committed before the voter prepares the next one)."""
+    longest: float = 0.0
+    """The longest lease this voter may ever have granted (its ``max_duration`` at any time):
+    a restart sits out this long, even if the lease was shortened meanwhile."""
 
 
 class PromiseStore(Protocol):
@@ -83,6 +86,7 @@ class FilePromises:
                 raise ValueError("terms must map scope ids to non-negative integers")
             config = None
             committed = int(data.get("committedEpoch", 0))
+            longest = float(data.get("longestLease", 0.0))
             if data.get("config") is not None:
                 epoch, voters = data["config"]["epoch"], data["config"]["voters"]
                 config = VoterConfig(int(epoch), frozenset(str(v) for v in voters))
@@ -92,12 +96,15 @@ class FilePromises:
                 "because fences could go backwards; restore the file or remove this voter "
                 "from the configuration and add it back"
             ) from exc
-        return PromiseState(terms=terms, config=config, committed_epoch=committed)
+        return PromiseState(
+            terms=terms, config=config, committed_epoch=committed, longest=longest
+        )
 
     def save(self, state: PromiseState) -> None:
         doc: dict[str, object] = {
             "terms": dict(state.terms),
             "committedEpoch": state.committed_epoch,
+            "longestLease": state.longest,
         }
         if state.config is not None:
             doc["config"] = {"epoch": state.config.epoch, "voters": sorted(state.config.voters)}

@@ -207,9 +207,10 @@ class QuorumLeaseStore:
     ) -> LeaseResult:
         cand = self._candidate_for(holder, duration)
         key = scope.key
-        if cand.term(key) != term:
+        if cand.term(key) != term or cand.released(key):
             return LeaseResult(
-                LeaseOutcome.NOT_CURRENT_LEADER, detail=f"term {term} is not this holder's"
+                LeaseOutcome.NOT_CURRENT_LEADER,
+                detail=f"term {term} is not this holder's, or it was released",
             )
         self._scopes[key] = scope
         waiter = self._waiters[key] = _Waiter()

@@ -94,10 +94,13 @@ class LeaseVoter:
             scope: _Grant(promised=term) for scope, term in state.terms.items()
         }
         restarted = bool(state.terms)
-        wait = max_duration if sit_out is None else sit_out
+        # a grant made before the restart may run for the longest lease ever configured here,
+        # not today's (an operator may have shortened it meanwhile)
+        self._longest = max(state.longest, max_duration)
+        wait = self._longest if sit_out is None else sit_out
         self.sit_out_until = now + wait if restarted else -math.inf
         self.change_gap = (
-            max_duration * (1 + max_drift) / (1 - max_drift) if change_gap is None else change_gap
+            self._longest * (1 + max_drift) / (1 - max_drift) if change_gap is None else change_gap
         )
         """Wait after committing a configuration before preparing the next (voter's clock):
         every lease granted under the configuration before it has run out by then."""
@@ -109,7 +112,7 @@ class LeaseVoter:
         # from now (the bootstrap epoch has no predecessor to wait for)
         first = self.config.epoch == 1
         self._committed_at = -math.inf if first else now
-        if self.config is not stored:
+        if self.config is not stored or self._longest > state.longest:
             self._save(self._terms())
 
     @property
@@ -300,7 +303,10 @@ class LeaseVoter:
         try:
             self._promises.save(
                 PromiseState(
-                    terms=dict(terms), config=self.config, committed_epoch=self._committed_epoch
+                    terms=dict(terms),
+                    config=self.config,
+                    committed_epoch=self._committed_epoch,
+                    longest=self._longest,
                 )
             )
         except OSError as exc:

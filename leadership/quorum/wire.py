@@ -225,11 +225,13 @@ def decode(data: object) -> Message:
     kind = data[0]
     if kind == "lease-req":
         _arity(data, 4, kind)
-        entries = _items(data[3], "entries")
+        entries = tuple(_round_entry(e) for e in _items(data[3], "entries"))
+        if len({e.scope for e in entries}) != len(entries):
+            raise QuorumWireError("a request names a scope twice")
         return LeaseRequest(
             holder=_holder_in(data[1]),
             config_epoch=_int(data[2], "config epoch"),
-            entries=tuple(_round_entry(e) for e in entries),
+            entries=entries,
         )
     if kind == "lease-rep":
         _arity(data, 5, kind)
