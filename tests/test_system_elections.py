@@ -232,3 +232,17 @@ def test_the_event_stream_shows_a_handover_in_order_and_resumes_exactly(
         ]
     finally:
         resumed.close()
+
+
+def test_the_demo_elects_kills_the_leader_and_reports_its_successor() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "swimmesh", "demo"], capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "voters node-0, node-1, node-2 elected a leader" in out
+    killed = out.split("kill -9 ")[1].split(":")[0]
+    agreed_line = next(line for line in out.splitlines() if "agreed on the new leader" in line)
+    successor = agreed_line.split("new leader ")[1].split(" ")[0]
+    assert successor != killed and "up from" in agreed_line
+    assert "every agent saw it Left" in out
