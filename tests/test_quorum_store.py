@@ -100,7 +100,9 @@ async def test_renewals_keep_the_term_and_travel_together():
         assert results == [LeaseOutcome.GRANTED] * 5
         sent = store.messenger.sent  # type: ignore[attr-defined]
         assert {v: sent[v] - sent_before.get(v, 0) for v in ("v1", "v2", "v3")} == {
-            "v1": 1, "v2": 1, "v3": 1
+            "v1": 1,
+            "v2": 1,
+            "v3": 1,
         }
 
 
@@ -269,3 +271,34 @@ async def test_renewing_a_released_term_is_refused_at_once(clock):
         again = await stores["c1"].renew(SCOPE, a, 1, D)
         assert again.outcome is LeaseOutcome.NOT_CURRENT_LEADER
         assert trio.current_time() == t0  # no round that could only time out
+
+
+async def test_a_renewal_cancelled_before_its_batch_leaves_sends_nothing(clock):
+    mesh = LocalMesh()
+    async with AsyncExitStack() as stack:
+        stores = await open_stores(stack, mesh, ["v1", "v2", "v3", "c1"])
+        store, a = stores["c1"], Holder("c1", "x")
+        await store.acquire(SCOPE, a, D)
+        sent = dict(store.messenger.sent)  # type: ignore[attr-defined]
+        with trio.CancelScope() as scope:
+            scope.cancel()  # cancelled at its first checkpoint, before the batch flushes
+            await store.renew(SCOPE, a, 1, D)
+        await trio.sleep(1)
+        assert store.messenger.sent == sent  # type: ignore[attr-defined]
+        assert store._renewals == []
+
+
+async def test_a_voter_says_when_its_stored_voters_differ_from_the_file(caplog, tmp_path):
+    promises = MemoryPromises()
+    mesh = LocalMesh()
+    mesh.add("v1")
+    for voters in (VOTERS, VoterConfig(1, {"v1", "v2", "v9"})):
+        async with QuorumLeaseStore.open(
+            mesh.messenger("v1"),
+            config=voters,
+            clock=TrioTime(),
+            max_duration=D,
+            promises=promises,
+        ):
+            pass
+    assert "configured voters (v1, v2, v9) are only the bootstrap" in caplog.text

@@ -161,6 +161,16 @@ class QuorumLeaseStore:
                 now=clock.now(),
                 config=config,
             )
+            if voter.config != config:
+                log.warning(
+                    "this voter stores voter configuration epoch %d (%s); the configured voters "
+                    "(%s) are only the bootstrap and are not read again: change voters with "
+                    "`swimmesh mesh voters add|remove`",
+                    voter.config.epoch,
+                    ", ".join(sorted(voter.config.voters)),
+                    ", ".join(sorted(config.voters)),
+                    extra={"epoch": voter.config.epoch},
+                )
             config = voter.config if voter.config.epoch > config.epoch else config
         async with trio.open_nursery() as nursery:
             store = cls(
@@ -315,10 +325,15 @@ class QuorumLeaseStore:
             with trio.move_on_after(self.round_timeout):
                 await waiter.done.wait()
         finally:
+            # only the waiter still registered owns the scope's round: a replaced one must not
+            # abandon its successor's
             if self._waiters.get(key) is waiter:
                 del self._waiters[key]
-            if waiter.decision is None and self._candidate is not None:
-                self._candidate.abandon(key)  # late replies to it are ignored from now on
+                if waiter.decision is None:
+                    if key in self._renewals:  # cancelled before its batch left: drop it
+                        self._renewals.remove(key)
+                    if self._candidate is not None:
+                        self._candidate.abandon(key)  # late replies are ignored from now on
         if waiter.decision is None:
             self.stats.timeouts += 1
         return waiter.decision
