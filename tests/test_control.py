@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,13 @@ import pytest
 import trio
 import trio.testing
 
+from leadership import LeadershipConfig, TrioTime
+from leadership.quorum.store import QuorumLeaseStore
 from swimmesh.agent import Agent
 from swimmesh.agentconfig import AgentSettings
 from swimmesh.control import build_app
 from swimmesh.crypto import Keyring, encode_key, generate_key
+from swimmesh.elections import open_elections
 from swimmesh.keys import ClusterKeys
 from swimmesh.testing import Cluster, wait_for
 
@@ -51,6 +54,14 @@ class Plane:
         )
         return agent
 
+    def leaders(self, scope: str) -> list[str]:
+        """Agents whose coordinator believes it leads ``scope`` now."""
+        return [
+            n
+            for n, a in self.agents.items()
+            if a.coordinator is not None and a.coordinator.is_leader(scope)
+        ]
+
     async def aclose(self) -> None:
         for client in self.clients.values():
             await client.aclose()
@@ -75,6 +86,33 @@ async def formed(p: Plane, n: int) -> None:
         timeout=30,
         what="mesh formed",
     )
+
+
+async def elect(
+    p: Plane,
+    stack: AsyncExitStack,
+    names: tuple[str, ...],
+    voters: tuple[str, ...],
+    data: Path,
+    **config: Any,
+) -> dict[str, QuorumLeaseStore]:
+    """Agents ``names`` in a formed mesh, each running the agent's elections (TrioTime)."""
+    for name in names:
+        await p.add(name)
+    await formed(p, len(names))
+    stores = {}
+    for name in names:
+        running = await stack.enter_async_context(
+            open_elections(
+                p.cluster.nodes[name],
+                LeadershipConfig(quorum="static", voters=voters, **config),
+                data_dir=str(data / name),
+                clock=TrioTime(),
+            )
+        )
+        p.agents[name].coordinator = running.coordinator
+        p.agents[name].voter_admin = stores[name] = running.store
+    return stores
 
 
 async def test_lease_health_serves_the_agents_tracker(
@@ -368,29 +406,12 @@ def test_a_new_keyring_file_is_written_from_key_and_then_is_the_truth(tmp_path: 
 async def test_an_unhealthy_report_steps_the_leader_down_and_peers_see_it(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
-    from contextlib import AsyncExitStack
-
-    from leadership import LeadershipConfig, TrioTime
-    from swimmesh.elections import open_elections
-
     voters = ("a", "b", "c")
     async with plane() as p, AsyncExitStack() as stack:
-        for name in voters:
-            await p.add(name)
-        await formed(p, 3)
-        for name in voters:
-            running = await stack.enter_async_context(
-                open_elections(
-                    p.cluster.nodes[name],
-                    LeadershipConfig(quorum="static", voters=voters),
-                    data_dir=str(tmp_path / name),
-                    clock=TrioTime(),
-                )
-            )
-            p.agents[name].coordinator = running.coordinator
+        await elect(p, stack, voters, voters, tmp_path)
 
         def leaders() -> list[str]:
-            return [n for n in voters if p.agents[n].coordinator.is_leader("global-control")]
+            return p.leaders("global-control")
 
         await wait_for(lambda: len(leaders()) == 1, timeout=30, what="a leader")
         (leader,) = leaders()
@@ -439,33 +460,14 @@ async def test_the_health_report_answers_503_without_a_coordinator(
 async def test_voters_are_added_and_removed_one_at_a_time_with_the_gap(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
-    from contextlib import AsyncExitStack
-
-    from leadership import LeadershipConfig, TrioTime
-    from swimmesh.elections import open_elections
-
     names, voters = ("a", "b", "c", "d"), ("a", "b", "c")
     async with plane() as p, AsyncExitStack() as stack:
-        for name in names:
-            await p.add(name)
-        await formed(p, 4)
-        stores = {}
-        for name in names:
-            running = await stack.enter_async_context(
-                open_elections(
-                    p.cluster.nodes[name],
-                    LeadershipConfig(
-                        quorum="static", voters=voters, lease_duration=4.0, renewal_lead_time=1.5
-                    ),
-                    data_dir=str(tmp_path / name),
-                    clock=TrioTime(),
-                )
-            )
-            p.agents[name].coordinator = running.coordinator
-            p.agents[name].voter_admin = stores[name] = running.store
+        stores = await elect(
+            p, stack, names, voters, tmp_path, lease_duration=4.0, renewal_lead_time=1.5
+        )
 
         def leaders() -> list[str]:
-            return [n for n in names if p.agents[n].coordinator.is_leader("global-control")]
+            return p.leaders("global-control")
 
         await wait_for(lambda: len(leaders()) == 1, timeout=30, what="a leader")
         term = p.agents[leaders()[0]].coordinator.election("global-control").token.term

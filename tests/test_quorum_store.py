@@ -200,22 +200,8 @@ async def test_coordinators_elect_one_leader_and_fail_over_with_a_higher_fence(c
 
 
 async def open_with_notices(stack: AsyncExitStack, mesh: LocalMesh, names: list[str]):
-    stores: dict[str, QuorumLeaseStore] = {}
-    for name in names:
-        mesh.add(name)
-        messenger = CountingMessenger(mesh, name)
-        messenger.sent = collections.Counter()
-        stores[name] = await stack.enter_async_context(
-            QuorumLeaseStore.open(
-                messenger,
-                config=VOTERS,
-                clock=TrioTime(),
-                max_duration=D,
-                promises=MemoryPromises() if name in VOTERS.voters else None,
-                peers=lambda: list(names),
-            )
-        )
-    return stores
+    """Stores whose holders send notices to every one of ``names``."""
+    return await open_stores(stack, mesh, names, peers=lambda: list(names))
 
 
 async def next_change(feed):
