@@ -290,6 +290,14 @@ class AgentProcesses:
                 total += float(value)
         return total
 
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        """The last ``lines`` lines agent ``name`` wrote to stderr (for a failure message)."""
+        try:
+            with open(os.path.join(self._logs.name, f"{name}.log")) as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError as exc:
+            return f"(no log: {exc})"
+
     def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
         proc = self.procs.pop(name)
         proc.send_signal(sig)

@@ -49,8 +49,11 @@ def tokens(agents: Agents, name: str) -> dict[str, dict[str, object]]:
     return {t["scope"]: t for t in doc["tokens"]}
 
 
-def agreed(agents: Agents, not_leader: str | None = None) -> tuple[str, int] | None:
-    """The leader and fence every live agent reports for the scope, when they all agree."""
+def agreed(
+    agents: Agents, not_leader: str | None = None, above: int = 0
+) -> tuple[str, int] | None:
+    """The leader and fence every live agent reports for the scope, when they all agree (on a
+    leader other than ``not_leader``, at a fence above ``above``)."""
     seen = set()
     for name in agents.live():
         token = tokens(agents, name).get(SCOPE)
@@ -60,20 +63,38 @@ def agreed(agents: Agents, not_leader: str | None = None) -> tuple[str, int] | N
     if len(seen) != 1:
         return None
     (leader,) = seen
-    return None if leader[0] == not_leader else leader
+    return None if leader[0] == not_leader or leader[1] <= above else leader
 
 
-def wait_agreed(agents: Agents, not_leader: str | None = None, timeout: float = 30.0):
+def wait_agreed(
+    agents: Agents, not_leader: str | None = None, timeout: float = 30.0, above: int = 0
+):
     found: list[tuple[str, int]] = []
 
     def check() -> bool:
-        result = agreed(agents, not_leader)
+        result = agreed(agents, not_leader, above)
         if result is not None:
             found.append(result)
         return result is not None
 
-    wait_until(check, timeout, f"every agent agreeing on a leader other than {not_leader}")
+    try:
+        wait_until(
+            check,
+            timeout,
+            f"every agent agreeing on a leader other than {not_leader} at a fence above {above}",
+        )
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}\n{what_each_agent_says(agents)}") from None
     return found[-1]
+
+
+def what_each_agent_says(agents: Agents) -> str:
+    """Each live agent's token for the scope and the end of its log, for a failure message."""
+    parts = []
+    for name in agents.live():
+        token = tokens(agents, name).get(SCOPE)
+        parts.append(f"--- {name}: {token}\n{agents.log_tail(name)}")
+    return "\n".join(parts)
 
 
 def test_every_agent_agrees_and_the_cli_shows_the_same_leader(agents: Agents, tmp_path) -> None:
@@ -135,11 +156,13 @@ def test_restarted_voters_keep_their_promises_and_fences_never_go_back(agents: A
     config = start_mesh(agents, tmp_path)
     fences = [wait_agreed(agents)[1]]
     for voter in VOTERS:
-        leader, _ = wait_agreed(agents)
+        leader, before = wait_agreed(agents)
         agents.kill(voter, signal.SIGKILL)
         start(agents, tmp_path, config, voter)
         if voter == leader:
-            leader, fence = wait_agreed(agents, not_leader=voter)
+            # the restarted voter is a new incarnation and may win again (it may rank first for
+            # the scope): what must hold is a new term, never the old one coming back
+            leader, fence = wait_agreed(agents, above=before)
         else:
             leader, fence = wait_agreed(agents)
         fences.append(fence)
