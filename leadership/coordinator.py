@@ -66,13 +66,7 @@ from .scopes import LeadershipScope, parse_scope
 from .scoring import Candidate, rank_candidates
 from .splitbrain import SplitBrainReporter
 from .state import ScopeState
-from .store import (
-    Lease,
-    LeaseOutcome,
-    LeaseResult,
-    LeaseStore,
-    WatchableLeaseStore,
-)
+from .store import Lease, LeaseOutcome, LeaseResult, LeaseStore, WatchableLeaseStore
 from .timers import LeaseTimers
 from .tokens import EventKind, Holder, LeadershipToken
 from .transitions import Transitions
@@ -108,6 +102,7 @@ class LeadershipCoordinator:
         audit: AuditLog | None = None,
         wall: Callable[[], float] | None = None,
         boot_id: str | None = None,
+        leases_end_with_membership: bool = False,
     ) -> None:
         self.config = config
         self.store = store
@@ -128,6 +123,7 @@ class LeadershipCoordinator:
         self._rounds = StoreRounds(store, self.holder, self.metrics, config.store_timeout)
         self._candidacy = Candidacy(config, view, self.node_id, self._clock)
         self._split = SplitBrainReporter(self._announce, view, self._clock, config)
+        self._split.watch_incumbents = not leases_end_with_membership  # the store ends those
         self._transitions = Transitions(
             config, self.holder, self._clock, self._announce, self._split, self.metrics
         )

@@ -115,6 +115,9 @@ class Feeds:
         state = self._scopes.get(change.scope_key)
         if state is None:
             return
+        if change.kind is LeaseChangeKind.CONFLICT:
+            self._conflict(state, change)
+            return
         if state.is_stale(change):
             log.debug(
                 "ignored a stale lease change",
@@ -144,3 +147,25 @@ class Feeds:
                 state.reserved_until = self._clock.now() + self.config.max_election_window
             state.vacant_since = self._clock.now()
             state.poke()
+
+    def _conflict(self, state: ScopeState, change: LeaseChange) -> None:
+        """Another holder claims a scope this node leads: split brain, reported here (the other
+        side reports it too); the scope renews at once, and the store's answer says who keeps
+        it. Reported once per pair of terms."""
+        lease, now = change.lease, self._clock.now()
+        if lease is None or not state.believes(now) or state.token is None:
+            return
+        pair = (state.token.fence_token, lease.fence_token)
+        if state.conflict_reported == pair:
+            return
+        state.conflict_reported = pair
+        self._split.report(
+            state,
+            state.token,
+            f"{lease.holder.node_id} claims fence {lease.fence_token} while this node leads "
+            f"with fence {state.token.fence_token}",
+            other=lease.holder.node_id,
+            other_fence=lease.fence_token,
+        )
+        state.renew_at = now
+        state.poke()

@@ -45,13 +45,16 @@ class SplitBrainReporter:
         self.node_id = announcer.node_id
         self.suspect_grace = config.lease_duration
         """How long an incumbent with a valid token may be suspect before it is reported."""
+        self.watch_incumbents = True
+        """Report a dead, left or long-suspect incumbent (off where the store itself ends such
+        a holder's leases)."""
 
     def check_incumbent(self, state: ScopeState) -> float:
         """Report once per term if the known incumbent is dead, left or unknown in the
         membership view (or suspect past the grace) while its token is still valid. Returns
         when to check again (the end of a running grace), or infinity."""
         known, now = state.known, self._clock.now()
-        if known is None or now >= state.known_until:
+        if known is None or now >= state.known_until or not self.watch_incumbents:
             return math.inf
         member = self._view.member(known.leader_id)
         status = member.status if member is not None else None

@@ -68,6 +68,8 @@ class ScopeState:
     watchable store, at most one evaluation interval away without one."""
     known_correlation: str = ""
     split_reported: int = 0
+    conflict_reported: tuple[int, int] = (0, 0)
+    """(own fence, other's fence) of the last conflicting claim reported (quorum none)."""
     suspect_since: float | None = None
     """Since when the known incumbent has been suspect in the view (split-brain grace)."""
     # campaigning

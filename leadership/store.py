@@ -105,6 +105,10 @@ class LeaseChangeKind(enum.StrEnum):
     """Optional: a store that reports renewals spares followers a read per renewal."""
     RELEASED = "released"
     RESYNC = "resync"
+    CONFLICT = "conflict"
+    """Another holder claims a scope this node holds (a store without voters, after a
+    partition): the lease names the other holder; the store decides at the next renewal who
+    keeps it."""
     """The watcher fell behind and lost changes: re-read every scope."""
 
 

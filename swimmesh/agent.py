@@ -136,9 +136,9 @@ class Agent:
         self.backpressure.add_listener(self.backpressure_diagnostics)
         self.registry.register(PeerHealthCollector(self.tracker, backpressure=self.backpressure))
         self.coordinator: LeadershipCoordinator | None = None
-        """Leadership on this agent: set while it runs elections (``mesh.leadership.voters``)."""
+        """Leadership on this agent: set while it runs elections (``[mesh.leadership]``)."""
         self.voter_admin: VoterAdmin | None = None
-        """The quorum lease store, for voter-set changes (with elections)."""
+        """The quorum lease store, for voter-set changes (elections with voters)."""
         self.joined = not settings.join
         self.shutdown = trio.Event()
         self.shutdown_reason = ""
@@ -244,16 +244,15 @@ async def run_agent(
         )
     tls = _tls(settings)
     control = parse_address(settings.control, "control")
-    elections = settings.leadership is not None and settings.leadership.quorum == "static"
-    if settings.leadership is not None and not elections:
+    elections = settings.leadership is not None
+    if settings.leadership is not None and settings.leadership.quorum == "none":
         log.warning(
-            'mesh.leadership has no voters: the agent runs no elections (quorum = "none" '
-            "across agents is not available yet); set mesh.leadership.voters to the node ids "
-            "of 3 or 5 voters",
+            'mesh.leadership: quorum = "none": each node elects on its own membership view; a '
+            "partition elects a leader on each side (reported as split brain, resolved on "
+            "heal). Set mesh.leadership.voters to 3 or 5 node ids for one leader at most",
             extra={"scopes": len(settings.leadership.scopes)},
         )
-    if elections:
-        assert settings.leadership is not None
+    if settings.leadership is not None:
         problem = setup_problem(settings.leadership, config.name, settings.data_dir)
         if problem is not None:
             raise AgentError(problem)
@@ -328,7 +327,7 @@ async def run_agent(
                             registry=agent.registry,
                         )
                     )
-                    agent.coordinator, agent.voter_admin = running.coordinator, running.store
+                    agent.coordinator, agent.voter_admin = running.coordinator, running.voters
                     record_leadership(agent.coordinator.hub, agent.tracker, node.name)
                 await agent.shutdown.wait()
                 log.info(

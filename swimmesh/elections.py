@@ -1,16 +1,19 @@
-"""The agent's leader elections: a coordinator over the quorum lease store, on this node.
+"""The agent's leader elections: a coordinator over a lease store that spans the mesh.
 
-Voters (``mesh.leadership.voters``, configuration epoch 1) answer lease requests over the mesh's
-encrypted stream channel and keep their promised terms in the data directory; every node runs a
-candidate and a coordinator. Lease time is ``CLOCK_BOOTTIME``, which keeps counting while the
-host is suspended, so a node never wakes from a suspend believing in a lease that ran out.
+With ``quorum = "static"``, voters (``mesh.leadership.voters``, configuration epoch 1) answer
+lease requests over the mesh's encrypted stream channel and keep their promised terms in the
+data directory; every node runs a candidate and a coordinator. With ``quorum = "none"`` each node
+decides on its own membership view (:mod:`leadership.availability`): always available, split
+brain possible in a partition and resolved when it heals. Lease time is ``CLOCK_BOOTTIME``,
+which keeps counting while the host is suspended, so a node never wakes from a suspend believing
+in a lease that ran out.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import attrs
@@ -23,6 +26,7 @@ from leadership import (
     LeadershipMetrics,
     TrioTime,
 )
+from leadership.availability import AvailabilityLeaseStore
 from leadership.clock import Clock
 from leadership.quorum import FilePromises, VoterConfig
 from leadership.quorum.store import QuorumLeaseStore
@@ -45,10 +49,7 @@ def promises_path(data_dir: str | None) -> Path | None:
 def setup_problem(config: LeadershipConfig, node_name: str, data_dir: str | None) -> str | None:
     """Why this node cannot run elections with these settings, in one line (None: it can)."""
     if config.quorum != "static":
-        return (
-            'mesh.leadership: elections across agents need quorum = "static" and voters '
-            '(mesh.leadership.voters = ["node-a", "node-b", "node-c"])'
-        )
+        return None  # quorum = "none": nothing to keep on disk
     path = promises_path(data_dir)
     if path is None:
         if node_name in config.voters:
@@ -69,7 +70,12 @@ class Elections:
     """What an agent runs for leadership: the coordinator and the lease store under it."""
 
     coordinator: LeadershipCoordinator
-    store: QuorumLeaseStore
+    store: QuorumLeaseStore | AvailabilityLeaseStore
+
+    @property
+    def voters(self) -> QuorumLeaseStore | None:
+        """The store that answers voter-set operations (None without voters)."""
+        return self.store if isinstance(self.store, QuorumLeaseStore) else None
 
 
 @asynccontextmanager
@@ -84,21 +90,46 @@ async def open_elections(
     """Run this node's voter (if it is one), candidate and coordinator until the block ends;
     leaving the block steps down from every scope and releases the leases. Check
     :func:`setup_problem` first."""
-    path = promises_path(data_dir)
     clock = clock if clock is not None else lease_clock()
-    async with QuorumLeaseStore.open(
-        MeshMessenger(node),
-        config=VoterConfig(1, config.voters),
-        clock=clock,
-        max_duration=config.lease_duration,
-        max_drift=config.max_clock_drift,
-        promises=FilePromises(path) if path is not None else None,
-        peers=lambda: [m.name for m in node.alive_members()],
-    ) as store, LeadershipCoordinator.open(
-        config,
-        store,
-        MeshMembershipView(node),
-        clock=clock,
-        metrics=LeadershipMetrics(registry),
-    ) as coordinator:
+    async with AsyncExitStack() as stack:
+        store: QuorumLeaseStore | AvailabilityLeaseStore
+        if config.quorum == "static":
+            path = promises_path(data_dir)
+            store = await stack.enter_async_context(
+                QuorumLeaseStore.open(
+                    MeshMessenger(node),
+                    config=VoterConfig(1, config.voters),
+                    clock=clock,
+                    max_duration=config.lease_duration,
+                    max_drift=config.max_clock_drift,
+                    promises=FilePromises(path) if path is not None else None,
+                    peers=lambda: [m.name for m in node.alive_members()],
+                )
+            )
+        else:
+            store = await stack.enter_async_context(
+                AvailabilityLeaseStore.open(
+                    MeshMessenger(node),
+                    MeshMembershipView(node),
+                    now=clock.now,
+                    max_duration=config.lease_duration,
+                    settle=settle_time(config),
+                )
+            )
+        coordinator = await stack.enter_async_context(
+            LeadershipCoordinator.open(
+                config,
+                store,
+                MeshMembershipView(node),
+                clock=clock,
+                metrics=LeadershipMetrics(registry),
+                leases_end_with_membership=isinstance(store, AvailabilityLeaseStore),
+            )
+        )
         yield Elections(coordinator, store)
+
+
+def settle_time(config: LeadershipConfig) -> float:
+    """How long a node without voters waits after starting before it claims anything: long
+    enough for the members that see it join to send it their claims."""
+    return min(2.0, config.lease_duration / 2)

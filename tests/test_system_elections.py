@@ -22,13 +22,19 @@ VOTERS = ["a", "b", "c"]
 SCOPE = "global-control"
 
 
-def start_mesh(agents: Agents, tmp_path: Path, lease: str = "4s", lead: str = "1500ms") -> Path:
+def start_mesh(
+    agents: Agents,
+    tmp_path: Path,
+    lease: str = "4s",
+    lead: str = "1500ms",
+    voters: list[str] | None = VOTERS,
+) -> Path:
     config = tmp_path / "swimmesh.toml"
     config.write_text(
         "[mesh.leadership]\n"
-        f"voters = {json.dumps(VOTERS)}\n"
-        f'leaseDuration = "{lease}"\n'
-        f'renewalLeadTime = "{lead}"\n'
+        + (f"voters = {json.dumps(voters)}\n" if voters else "")
+        + f'leaseDuration = "{lease}"\n'
+        + f'renewalLeadTime = "{lead}"\n'
     )
     for name in NAMES:
         start(agents, tmp_path, config, name)
@@ -131,6 +137,17 @@ def test_kill_9_of_the_leader_elects_another_with_a_higher_fence(agents: Agents,
     agents.kill(leader, signal.SIGKILL)
     successor, new_fence = wait_agreed(agents, not_leader=leader)
     assert successor != leader and new_fence > fence
+
+
+def test_without_voters_every_agent_agrees_and_a_kill_fails_over(agents: Agents, tmp_path):
+    # quorum = "none": each agent decides on its own view; no data directory is needed
+    start_mesh(agents, tmp_path, voters=None)
+    leader, fence = wait_agreed(agents)
+    doc = httpx.get(agents.url(leader) + "/control/voters", timeout=2)
+    assert doc.status_code == 503
+    agents.kill(leader, signal.SIGKILL)
+    _, new_fence = wait_agreed(agents, not_leader=leader)
+    assert new_fence > fence
 
 
 def test_sigterm_hands_over_before_the_old_lease_could_expire(agents: Agents, tmp_path):

@@ -36,7 +36,13 @@ def voter_routes(admin: Callable[[], VoterAdmin | None], guard: Guard) -> list[B
     """Routes over ``admin()``: the node's :class:`VoterAdmin`, or None without elections."""
 
     def unavailable() -> Response:
-        return JSONResponse({"error": "leadership is not running on this node"}, 503)
+        return JSONResponse(
+            {
+                "error": "no voters on this node: leadership is not running, or runs without "
+                'voters (quorum = "none")'
+            },
+            503,
+        )
 
     async def show(request: Request) -> Response:
         store = admin()
