@@ -16,7 +16,7 @@ import pytest
 import trio
 import trio.testing
 
-from leadership import LeadershipConfig, LeadershipCoordinator, LeadershipScope, TrioTime
+from leadership import EventKind, LeadershipConfig, LeadershipCoordinator, LeadershipScope, TrioTime
 from swimmesh.clock import SkewedClock
 from swimmesh.elections import open_elections
 from swimmesh.member import MemberStatus
@@ -264,3 +264,115 @@ async def test_chaos_with_drifting_clocks_never_gives_two_leaders(
     assert sampler.overlaps == [], sampler.overlaps[:5]
     assert sampler.regressions == [], sampler.regressions[:5]
     assert sampler.samples > 2000
+
+
+BIG = [f"n{i:02d}" for i in range(25)]
+BIG_VOTERS = ("n00", "n05", "n10", "n15", "n20")
+
+
+@asynccontextmanager
+async def big_elections(
+    tmp_path: Path, quorum: str
+) -> AsyncIterator[tuple[Cluster, Sampler]]:
+    """25 SWIM nodes, ``global-control`` plus 50 shards; 5 voters in ``static`` mode."""
+    async with Cluster.open("fast", seed=25) as cluster, AsyncExitStack() as stack:
+        await cluster.start_many(BIG)
+        await wait_for(
+            lambda: cluster.views_agree(MemberStatus.ALIVE), timeout=60, what="mesh formed"
+        )
+        voters = BIG_VOTERS if quorum == "static" else ()
+        config = LeadershipConfig(
+            quorum=quorum,
+            voters=voters,
+            scopes=SCOPES,
+            lease_duration=4.0,
+            renewal_lead_time=1.5,
+        )
+        coordinators = {}
+        for name in BIG:
+            running = await stack.enter_async_context(
+                open_elections(
+                    cluster.nodes[name], config, data_dir=str(tmp_path / name), clock=TrioTime()
+                )
+            )
+            coordinators[name] = running.coordinator
+        sampler = Sampler(coordinators)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sampler.run)
+            yield cluster, sampler
+            nursery.cancel_scope.cancel()
+        for coordinator in coordinators.values():
+            coordinator.crash()
+
+
+def split_13_12(leader: str) -> tuple[list[str], list[str]]:
+    """12 nodes with the global leader and at most two voters; the other 13 (with three)."""
+    others = [n for n in BIG if n != leader]
+    non_voters = [n for n in others if n not in BIG_VOTERS]
+    voters = [n for n in others if n in BIG_VOTERS]
+    room = 2 - (leader in BIG_VOTERS)
+    minority = sorted([leader, *voters[:room], *non_voters[: 11 - room]])
+    return minority, [n for n in BIG if n not in minority]
+
+
+@pytest.mark.slow
+async def test_25_nodes_13_12_only_the_voter_majority_leads(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with big_elections(tmp_path, "static") as (cluster, sampler):
+        await wait_for(lambda: agreed(sampler, BIG), timeout=60, what="every scope led")
+        minority, majority = split_13_12(sampler.leaders("global-control")[0])
+        assert len(minority) == 12 and sum(n in BIG_VOTERS for n in minority) == 2
+        fence = sampler.highest["global-control"]
+        cluster.network.partition(
+            [cluster.nodes[n].config.bind for n in minority],
+            [cluster.nodes[n].config.bind for n in majority],
+        )
+        await wait_for(
+            lambda: (
+                all(len(sampler.leaders(s, majority)) == 1 for s in IDS)
+                and not any(sampler.leaders(s, minority) for s in IDS)
+            ),
+            timeout=60,
+            what="the 13 lead every scope, the 12 none",
+        )
+        await trio.sleep(15)  # hold: the minority never elects
+        assert not any(sampler.leaders(s, minority) for s in IDS)
+        assert sampler.highest["global-control"] > fence
+        cluster.network.heal()
+        await wait_for(
+            lambda: cluster.views_agree(MemberStatus.ALIVE), timeout=90, what="mesh reunited"
+        )
+        await wait_for(lambda: agreed(sampler, BIG), timeout=90, what="every node agrees")
+    assert sampler.overlaps == [], sampler.overlaps[:5]
+    assert sampler.regressions == [], sampler.regressions[:5]
+
+
+@pytest.mark.slow
+async def test_25_nodes_without_voters_both_sides_elect_and_the_heal_resolves_it(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with big_elections(tmp_path, "none") as (cluster, sampler):
+        await wait_for(lambda: agreed(sampler, BIG), timeout=60, what="every scope led")
+        minority, majority = split_13_12(sampler.leaders("global-control")[0])
+        cluster.network.partition(
+            [cluster.nodes[n].config.bind for n in minority],
+            [cluster.nodes[n].config.bind for n in majority],
+        )
+        await wait_for(
+            lambda: agreed(sampler, minority) and agreed(sampler, majority),
+            timeout=60,
+            what="each side leads every scope",
+        )
+        cluster.network.heal()
+        await wait_for(
+            lambda: cluster.views_agree(MemberStatus.ALIVE), timeout=90, what="mesh reunited"
+        )
+        await wait_for(lambda: agreed(sampler, BIG), timeout=90, what="one leader per scope")
+        reports = {
+            name: sum(1 for e in c.hub.history() if e.kind is EventKind.SPLIT_BRAIN)
+            for name, c in sampler.coordinators.items()
+        }
+    # split brain existed by design of this mode, and was reported on both sides
+    assert sampler.overlaps
+    assert any(reports[n] for n in minority) and any(reports[n] for n in majority)
