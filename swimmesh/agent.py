@@ -325,6 +325,7 @@ async def run_agent(
                             settings.leadership,
                             data_dir=settings.data_dir,
                             registry=agent.registry,
+                            offload_saves=True,  # fsync off the event loop
                         )
                     )
                     agent.coordinator, agent.voter_admin = running.coordinator, running.voters

@@ -86,10 +86,12 @@ async def open_elections(
     data_dir: str | None,
     registry: CollectorRegistry | None = None,
     clock: Clock | None = None,
+    offload_saves: bool = False,
 ) -> AsyncIterator[Elections]:
     """Run this node's voter (if it is one), candidate and coordinator until the block ends;
     leaving the block steps down from every scope and releases the leases. Check
-    :func:`setup_problem` first."""
+    :func:`setup_problem` first. ``offload_saves`` writes a voter's promises in a worker
+    thread (an agent on the real clock; not under a mock clock)."""
     clock = clock if clock is not None else lease_clock()
     async with AsyncExitStack() as stack:
         store: QuorumLeaseStore | AvailabilityLeaseStore
@@ -104,6 +106,7 @@ async def open_elections(
                     max_drift=config.max_clock_drift,
                     promises=FilePromises(path) if path is not None else None,
                     peers=lambda: [m.name for m in node.alive_members()],
+                    offload_saves=offload_saves,
                 )
             )
         else:

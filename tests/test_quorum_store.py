@@ -80,7 +80,7 @@ async def test_one_holder_at_a_time_and_everyone_can_read_it():
         assert read.lease.holder == a and read.lease.term == 1
 
 
-async def test_renewals_keep_the_term_and_travel_together():
+async def test_renewals_keep_the_term_and_travel_together(clock):
     mesh = LocalMesh()
     scopes = [LeadershipScope.shard("orders", str(i)) for i in range(5)]
     async with AsyncExitStack() as stack:
@@ -88,6 +88,7 @@ async def test_renewals_keep_the_term_and_travel_together():
         store, holder = stores["c1"], Holder("c1", "boot-1")
         for scope in scopes:
             assert (await store.acquire(scope, holder, D)).outcome is LeaseOutcome.GRANTED
+        await trio.sleep(D / 3)  # past the freshness of the grants
         sent_before = dict(store.messenger.sent)  # type: ignore[attr-defined]
         results: list[LeaseOutcome] = []
 
@@ -106,12 +107,45 @@ async def test_renewals_keep_the_term_and_travel_together():
         }
 
 
+async def test_a_renewal_takes_every_scope_led_along_and_the_next_are_answered_at_once(clock):
+    mesh = LocalMesh()
+    scopes = [LeadershipScope.shard("orders", str(i)) for i in range(6)]
+    async with AsyncExitStack() as stack:
+        stores = await open_stores(stack, mesh, ["v1", "v2", "v3", "c1"])
+        store, holder = stores["c1"], Holder("c1", "boot-1")
+        for scope in scopes:  # acquired at different moments
+            assert (await store.acquire(scope, holder, D)).outcome is LeaseOutcome.GRANTED
+            await trio.sleep(0.2)
+        await trio.sleep(D / 3)
+        sent = store.messenger.sent  # type: ignore[attr-defined]
+        before = sent["v1"]
+        first = await store.renew(scopes[0], holder, 1, D)
+        assert first.outcome is LeaseOutcome.GRANTED
+        assert sent["v1"] - before == 1 and store.stats.renewed_ahead == 5
+        await trio.sleep(0.5)
+        for scope in scopes[1:]:  # each due now: answered from the round that took it along
+            start = trio.current_time()
+            result = await store.renew(scope, holder, 1, D)
+            assert result.outcome is LeaseOutcome.GRANTED and result.lease is not None
+            # the validity it implies ends where that round's does, never later
+            factor = (1 - 0.05) / (1 + 0.05)
+            implied = start + result.lease.duration * factor
+            assert implied == pytest.approx(store._candidate.deadline(scope.key))
+        assert sent["v1"] - before == 1 and store.stats.renewals_answered_early == 5
+        # and every voter holds the renewed grants: the leases run a full period from then
+        for name in ("v1", "v2", "v3"):
+            voter = stores[name].voter
+            later = trio.current_time() + D / 2
+            assert all(voter.holder_of(s.key, later) == holder for s in scopes)
+
+
 async def test_a_cut_off_holder_gets_no_answer_and_the_scope_moves_on_after_expiry(clock):
     mesh = LocalMesh()
     async with AsyncExitStack() as stack:
         stores = await open_stores(stack, mesh, ["v1", "v2", "v3", "c1", "c2"], round_timeout=1.0)
         a, b = Holder("c1", "x"), Holder("c2", "y")
         assert (await stores["c1"].acquire(SCOPE, a, D)).outcome is LeaseOutcome.GRANTED
+        await trio.sleep(D / 3)  # a renewal at once is answered from the fresh grant
         mesh.unreachable.add("c1")
         t0 = trio.current_time()
         renewed = await stores["c1"].renew(SCOPE, a, 1, D)

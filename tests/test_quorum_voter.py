@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
+import trio
 
 from leadership.quorum import (
     Abandoned,
@@ -25,6 +27,7 @@ from leadership.quorum import (
     VoterConfigError,
 )
 from leadership.quorum.durable import PromiseFileError
+from leadership.quorum.saving import GroupCommit
 from leadership.tokens import Holder
 
 D = 10.0
@@ -138,16 +141,24 @@ def test_a_voter_without_any_configuration_is_an_error():
 
 def test_a_failed_save_grants_nothing(caplog):
     class Broken(MemoryPromises):
+        full = True
+
         def save(self, state: PromiseState) -> None:
-            if state.terms:
+            if state.terms and self.full:
                 raise OSError(28, "No space left on device")
             super().save(state)
 
-    v = voter(Broken())
+    promises = Broken()
+    v = voter(promises)
     out = verdict(v, A, 1, now=0.0)
-    assert not out.granted and out.promised == 0
-    assert v.stats.persist_failures == 1
+    assert not out.granted
+    assert v.stats.persist_failures == 1 and v.stats.granted == 0
     assert "could not store promised terms" in caplog.text
+    # the term stays undurable: a retry of the same grant must save before it is granted
+    assert not verdict(v, A, 1, now=0.1).granted
+    promises.full = False
+    assert verdict(v, A, 1, now=0.2).granted
+    assert promises.load().terms == {"s": 1}
 
 
 def test_adopting_a_newer_configuration_inherits_promised_terms():
@@ -345,3 +356,68 @@ def test_the_longest_lease_survives_in_the_promise_file(tmp_path):
     assert FilePromises(path).load().longest == 10.0
     LeaseVoter("v1", max_duration=2.0, promises=FilePromises(path), now=1.0, config=CONFIG)
     assert FilePromises(path).load().longest == 10.0
+
+
+class CountingFilePromises(FilePromises):
+    """Real files; counts the writes and how many ran at once (there must never be two)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.running = 0
+        self.most_at_once = 0
+
+    def save(self, state: PromiseState) -> None:
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            super().save(state)
+        finally:
+            self.running -= 1
+
+
+@pytest.mark.parametrize("offload", [False, True])
+async def test_requests_decided_together_share_one_durable_save(tmp_path: Path, offload: bool):
+    """Group commit, on the real clock: 40 campaigns arriving at once are answered after far
+    fewer saves than 40, every grant only once its term is on disk."""
+    promises = CountingFilePromises(tmp_path / "promises.json")
+    v = voter(promises)
+    commits = GroupCommit(v, offload=offload)
+    replies: dict[str, bool] = {}
+
+    async def campaign(i: int) -> None:
+        decision = v.decide(request(Holder(f"c{i}", "b"), 1, scope=f"s{i}"), trio.current_time())
+        assert decision.needs_save
+        reply = v.settle(decision, await commits.durable())
+        (verdict,) = reply.verdicts
+        # what was granted is on disk by the time the reply exists
+        assert not verdict.granted or FilePromises(promises.path).load().terms[f"s{i}"] == 1
+        replies[f"s{i}"] = verdict.granted
+
+    async with trio.open_nursery() as nursery:
+        for i in range(40):
+            nursery.start_soon(campaign, i)
+    assert replies == {f"s{i}": True for i in range(40)}
+    assert 1 <= commits.saves <= 3, commits.saves
+    assert promises.most_at_once == 1
+
+
+async def test_a_failed_group_save_refuses_every_grant_that_waited_for_it(tmp_path: Path):
+    class Full(MemoryPromises):
+        def save(self, state: PromiseState) -> None:
+            if state.terms:
+                raise OSError(28, "No space left on device")
+            super().save(state)
+
+    v = voter(Full())
+    commits = GroupCommit(v, offload=True)
+    granted: list[bool] = []
+
+    async def campaign(i: int) -> None:
+        decision = v.decide(request(Holder(f"c{i}", "b"), 1, scope=f"s{i}"), trio.current_time())
+        granted.append(v.settle(decision, await commits.durable()).verdicts[0].granted)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(10):
+            nursery.start_soon(campaign, i)
+    assert granted == [False] * 10
+    assert v.stats.granted == 0 and v.stats.persist_failures >= 1

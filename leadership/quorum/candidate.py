@@ -178,6 +178,14 @@ class LeaseCandidate:
         st = self._scopes.get(scope)
         return st is not None and st.term != 0 and st.released_term == st.term
 
+    def leading(self, now: float) -> list[str]:
+        """Scopes this holder leads at ``now`` with no round in flight, in name order."""
+        return sorted(
+            scope
+            for scope, st in self._scopes.items()
+            if st.leader and now < st.deadline and st.round is None
+        )
+
     def in_flight(self, scope: str) -> RoundKind | None:
         st = self._scopes.get(scope)
         return None if st is None or st.round is None else st.round.kind

@@ -42,6 +42,7 @@ from .changing import run_change
 from .durable import PromiseStore
 from .followers import MIN_REMAINING, IncumbentBoard
 from .membership import VoterConfig
+from .saving import GroupCommit
 from .voter import LeaseVoter
 from .wire import (
     READ_TERM,
@@ -94,6 +95,10 @@ class QuorumStats:
     bad_messages: int = 0
     late_grants_released: int = 0
     answered_from_cache: int = 0
+    renewed_ahead: int = 0
+    """Scopes put into another scope's renewal round before their own was due."""
+    renewals_answered_early: int = 0
+    """Renewals answered from a round that renewed the scope ahead moments before."""
     notices_sent: int = 0
     notices_received: int = 0
 
@@ -114,6 +119,7 @@ class QuorumLeaseStore:
         request_timeout: float = 1.0,
         round_timeout: float = 2.0,
         peers: Callable[[], Iterable[str]] | None = None,
+        offload_saves: bool = False,
     ) -> None:
         self.messenger = messenger
         self._peers = peers
@@ -123,12 +129,18 @@ class QuorumLeaseStore:
         self.max_duration = max_duration
         self.max_drift = max_drift
         self.voter = voter
+        self._commits = GroupCommit(voter, offload=offload_saves) if voter is not None else None
         self.request_timeout = request_timeout
         self.round_timeout = round_timeout
+        self._fresh = max_duration * (1 - max_drift) / (1 + max_drift) / 4
+        """A scope renewed less than this ago (a quarter of a full lease's validity) is not
+        renewed again: a renewal asked for meanwhile is answered from that round."""
         self._candidate: LeaseCandidate | None = None
         self._scopes: dict[str, LeadershipScope] = {}
         self._waiters: dict[str, _Waiter] = {}
         self._renewals: list[str] = []
+        self._renewed_at: dict[str, float] = {}
+        """When a round last succeeded for each scope this node leads (its start clock)."""
         self._reads: dict[int, _Read] = {}
         self._next_read = 1
         self.board = IncumbentBoard((1 - max_drift) / (1 + max_drift))
@@ -149,9 +161,12 @@ class QuorumLeaseStore:
         request_timeout: float = 1.0,
         round_timeout: float = 2.0,
         peers: Callable[[], Iterable[str]] | None = None,
+        offload_saves: bool = False,
     ) -> AsyncIterator[QuorumLeaseStore]:
         """Run a store (and, with ``promises``, this node's voter) until the block ends.
-        ``peers`` lists the members to send notices to (none: followers ask the voters)."""
+        ``peers`` lists the members to send notices to (none: followers ask the voters);
+        ``offload_saves`` writes promises in a worker thread (real clocks only: see
+        :mod:`.saving`)."""
         voter = None
         if promises is not None:
             voter = LeaseVoter(
@@ -184,6 +199,7 @@ class QuorumLeaseStore:
                 request_timeout=request_timeout,
                 round_timeout=round_timeout,
                 peers=peers,
+                offload_saves=offload_saves,
             )
             messenger.serve(MESSAGE_KIND, store._serve)
             messenger.serve(NOTICE_KIND, store._on_notice)
@@ -223,6 +239,15 @@ class QuorumLeaseStore:
                 detail=f"term {term} is not this holder's, or it was released",
             )
         self._scopes[key] = scope
+        now = self.clock.now()
+        if cand.is_leader(key, now) and now - self._renewed_at.get(key, -math.inf) < self._fresh:
+            # renewed moments ago along with another scope's round: that round's validity,
+            # as a duration from now (the coordinator counts it from this call)
+            remaining = (cand.deadline(key) - now) / cand.factor
+            self.stats.renewals_answered_early += 1
+            return LeaseResult(
+                LeaseOutcome.GRANTED, self._lease(scope, holder, term, remaining, remaining)
+            )
         waiter = self._waiters[key] = _Waiter()
         if not self._renewals:
             self._nursery.start_soon(self._flush_renewals)
@@ -345,7 +370,17 @@ class QuorumLeaseStore:
         cand = self._candidate
         if cand is None:
             return
-        out = cand.renew(keys, self.clock.now())
+        now = self.clock.now()
+        # renew ahead: every other scope led here and not renewed for a while goes in the same
+        # message, so a leader of many scopes settles into one round per renewal period
+        asked = set(keys)
+        ahead = [
+            key
+            for key in cand.leading(now)
+            if key not in asked and now - self._renewed_at.get(key, -math.inf) >= self._fresh
+        ]
+        self.stats.renewed_ahead += len(ahead)
+        out = cand.renew([*keys, *ahead], now)
         if out is not None:
             self._dispatch(out)
 
@@ -356,7 +391,7 @@ class QuorumLeaseStore:
     async def _ask(self, target: str, message: Message) -> None:
         """Send one message to one voter (this node's own voter without the network)."""
         if target == self.messenger.local_id and self.voter is not None:
-            answer = self._answer(message)
+            answer = await self._answer(message)
         else:
             payload = cbor2.dumps(encode(message))
             try:
@@ -383,10 +418,20 @@ class QuorumLeaseStore:
         cand = self._candidate
         if cand is None:
             return
-        step = cand.on_reply(reply, self.clock.now())
+        now = self.clock.now()
+        step = cand.on_reply(reply, now)
         for out in step.outbound:
             self._dispatch(out)
         for decision in step.decisions:
+            if isinstance(decision, Renewed | Elected):
+                self._renewed_at[decision.scope] = now
+            if isinstance(decision, Renewed):
+                # followers learn of every renewal, asked for or made ahead
+                self._notify(
+                    NoticeEntry(
+                        "renewed", decision.scope, cand.holder, decision.term, decision.granted
+                    )
+                )
             waiter = self._waiters.get(decision.scope)
             if waiter is not None and waiter.decision is None:
                 waiter.decision = decision
@@ -430,8 +475,10 @@ class QuorumLeaseStore:
         self, scope: LeadershipScope, holder: Holder, decision: Decision | None, *, acquiring: bool
     ) -> LeaseResult:
         if isinstance(decision, Elected | Renewed):
-            kind = "renewed" if isinstance(decision, Renewed) else "acquired"
-            self._notify(NoticeEntry(kind, scope.key, holder, decision.term, decision.granted))
+            if isinstance(decision, Elected):
+                self._notify(
+                    NoticeEntry("acquired", scope.key, holder, decision.term, decision.granted)
+                )
             return LeaseResult(
                 LeaseOutcome.GRANTED,
                 self._lease(scope, holder, decision.term, decision.granted, decision.granted),
@@ -589,7 +636,7 @@ class QuorumLeaseStore:
 
     async def _call(self, target: str, message: Message) -> Message | None:
         if target == self.messenger.local_id and self.voter is not None:
-            return self._answer(message)
+            return await self._answer(message)
         try:
             raw = await self.messenger.request(
                 target, MESSAGE_KIND, cbor2.dumps(encode(message)), timeout=self.request_timeout
@@ -610,16 +657,19 @@ class QuorumLeaseStore:
         except (QuorumWireError, cbor2.CBORDecodeError, ValueError) as exc:
             self._bad(sender, exc)
             raise
-        answer = self._answer(message)
+        answer = await self._answer(message)
         return b"" if answer is None else cbor2.dumps(encode(answer))
 
-    def _answer(self, message: Message) -> Message | None:
-        voter = self.voter
-        if voter is None:
+    async def _answer(self, message: Message) -> Message | None:
+        voter, commits = self.voter, self._commits
+        if voter is None or commits is None:
             return None
         now = self.clock.now()
         if isinstance(message, LeaseRequest):
-            return voter.on_request(message, now)
+            decision = voter.decide(message, now)
+            if not decision.needs_save:
+                return decision.reply
+            return voter.settle(decision, await commits.durable())
         if isinstance(message, ReleaseRequest):
             voter.on_release(message, now)
             return None

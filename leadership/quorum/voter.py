@@ -54,6 +54,14 @@ class _Grant:
 
 
 @attrs.frozen
+class Decision:
+    """A request's reply as decided, and whether it must wait for a save first."""
+
+    reply: LeaseReply
+    needs_save: bool
+
+
+@attrs.frozen
 class VoterStats:
     granted: int
     refused: int
@@ -93,6 +101,9 @@ class LeaseVoter:
         self._grants: dict[str, _Grant] = {
             scope: _Grant(promised=term) for scope, term in state.terms.items()
         }
+        self._durable: dict[str, int] = dict(state.terms)
+        """Promised terms known to be on disk: a grant above them waits for a save."""
+        self._last_error = ""
         restarted = bool(state.terms)
         # a grant made before the restart may run for the longest lease ever configured here,
         # not today's (an operator may have shortened it meanwhile)
@@ -146,49 +157,103 @@ class LeaseVoter:
         return self.name in self.config.voters
 
     def on_request(self, request: LeaseRequest, now: float) -> LeaseReply:
-        """Answer every scope of a request; new promises are made durable before the reply."""
+        """Answer every scope of a request; new promises are made durable before the reply
+        (:meth:`decide`, then a save when it needs one, in one call)."""
+        decision = self.decide(request, now)
+        if not decision.needs_save:
+            return decision.reply
+        state = self.snapshot()
+        return self.settle(decision, self.saved(state, self.write(state)))
+
+    def decide(self, request: LeaseRequest, now: float) -> Decision:
+        """The verdicts for a request, grants recorded here at once (so the requests decided
+        next see them). A reply whose grants name a term not yet on disk must wait for a save
+        (``needs_save``): a shell may run that save off its event loop and let every request
+        decided meanwhile share it (group commit)."""
         holder = request.holder
         refuse_all = not self.in_config() or now < self.sit_out_until
         if refuse_all and now < self.sit_out_until:
             self._sit_out += len(request.entries)
-        decided: list[tuple[Verdict, float]] = []
-        new_terms: dict[str, int] = {}
+        verdicts = []
+        needs_save = False
         for entry in request.entries:
             grant = self._grants.get(entry.scope) or _Grant()
-            promised = max(grant.promised, new_terms.get(entry.scope, 0))
             duration = min(entry.duration, self.max_duration)
             ok = not refuse_all and duration > 0 and self._may_grant(grant, entry.term, holder, now)
-            if ok and entry.term > promised:
-                new_terms[entry.scope] = entry.term
-                promised = entry.term
-            verdict = Verdict(
-                scope=entry.scope,
-                round_id=entry.round_id,
-                term=entry.term,
-                granted=ok,
-                promised=promised,
-                duration=duration if ok else 0.0,
-                holder=holder if ok else self.holder_of(entry.scope, now),
-                remaining=duration if ok else self._remaining(entry.scope, now),
-                holder_term=entry.term if ok else self._holder_term(entry.scope, now),
-            )
-            decided.append((verdict, now + duration))
-        if new_terms:
-            terms = self._terms()
-            terms.update(new_terms)
-            if not self._save(terms):
-                decided = [(self._refusal(v), 0.0) for v, _ in decided]
-        verdicts = []
-        for verdict, expires in decided:
-            if verdict.granted:
-                self._record(verdict, holder, expires, now)
+            if ok:
+                self._record(entry.scope, entry.term, holder, now + duration, now)
                 self._granted += 1
-            elif verdict.term != READ_TERM:
+                needs_save |= entry.term > self._durable.get(entry.scope, 0)
+            elif entry.term != READ_TERM:
                 self._refused += 1
-            verdicts.append(verdict)
-        return LeaseReply(
+            verdicts.append(
+                Verdict(
+                    scope=entry.scope,
+                    round_id=entry.round_id,
+                    term=entry.term,
+                    granted=ok,
+                    promised=self.promised(entry.scope),
+                    duration=duration if ok else 0.0,
+                    holder=holder if ok else self.holder_of(entry.scope, now),
+                    remaining=duration if ok else self._remaining(entry.scope, now),
+                    holder_term=entry.term if ok else self._holder_term(entry.scope, now),
+                )
+            )
+        reply = LeaseReply(
             voter=self.name, holder=holder, config=self.config, verdicts=tuple(verdicts)
         )
+        return Decision(reply, needs_save)
+
+    def snapshot(self) -> PromiseState:
+        """Everything this voter must keep, as of now (what the next save writes)."""
+        return PromiseState(
+            terms=self._terms(),
+            config=self.config,
+            committed_epoch=self._committed_epoch,
+            longest=self._longest,
+        )
+
+    def write(self, state: PromiseState) -> bool:
+        """Write ``state`` (blocking; safe to run in a worker thread, touches nothing else)."""
+        try:
+            self._promises.save(state)
+        except OSError as exc:
+            self._last_error = str(exc)
+            return False
+        return True
+
+    def saved(self, state: PromiseState, ok: bool) -> bool:
+        """Book a finished :meth:`write` of ``state``: its terms are durable, or a failure is
+        counted and logged. Returns ``ok``."""
+        if ok:
+            for scope, term in state.terms.items():
+                if term > self._durable.get(scope, 0):
+                    self._durable[scope] = term
+            return True
+        self._persist_failures += 1
+        log.error(
+            "voter %s could not store promised terms (%s); refusing new terms until the "
+            "disk works again",
+            self.name,
+            self._last_error,
+            extra={"voter": self.name, "error": self._last_error},
+        )
+        return False
+
+    def settle(self, decision: Decision, durable: bool) -> LeaseReply:
+        """The reply to send once the save a decision waited for has finished: as decided, or,
+        if the save failed, every grant turned into a refusal (the grants stay recorded here,
+        which only keeps others out until they expire)."""
+        if durable:
+            return decision.reply
+        verdicts = []
+        for verdict in decision.reply.verdicts:
+            if verdict.granted:
+                self._granted -= 1
+                self._refused += 1
+                verdict = self._refusal(verdict)
+            verdicts.append(verdict)
+        return attrs.evolve(decision.reply, verdicts=tuple(verdicts))
 
     def on_release(self, release: ReleaseRequest, now: float) -> bool:
         """Clear the holder's grant of that term; True if there was one to clear."""
@@ -280,13 +345,13 @@ class LeaseVoter:
             and not grant.released
         )
 
-    def _record(self, verdict: Verdict, holder: Holder, expires: float, now: float) -> None:
-        grant = self._grants.setdefault(verdict.scope, _Grant())
+    def _record(self, scope: str, term: int, holder: Holder, expires: float, now: float) -> None:
+        grant = self._grants.setdefault(scope, _Grant())
         same = grant.holder == holder and not grant.released and grant.expires > now
         if same and grant.expires > expires:
             expires = grant.expires  # never move an unexpired grant of this holder earlier
-        grant.promised = max(grant.promised, verdict.term)
-        grant.term = verdict.term
+        grant.promised = max(grant.promised, term)
+        grant.term = term
         grant.holder = holder
         grant.expires = expires
         grant.released = False
@@ -300,23 +365,10 @@ class LeaseVoter:
         return {scope: g.promised for scope, g in self._grants.items() if g.promised}
 
     def _save(self, terms: dict[str, int]) -> bool:
-        try:
-            self._promises.save(
-                PromiseState(
-                    terms=dict(terms),
-                    config=self.config,
-                    committed_epoch=self._committed_epoch,
-                    longest=self._longest,
-                )
-            )
-        except OSError as exc:
-            self._persist_failures += 1
-            log.error(
-                "voter %s could not store promised terms (%s); refusing new terms until the "
-                "disk works again",
-                self.name,
-                exc,
-                extra={"voter": self.name, "error": str(exc)},
-            )
-            return False
-        return True
+        state = PromiseState(
+            terms=dict(terms),
+            config=self.config,
+            committed_epoch=self._committed_epoch,
+            longest=self._longest,
+        )
+        return self.saved(state, self.write(state))
