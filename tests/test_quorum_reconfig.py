@@ -109,6 +109,21 @@ def test_changes_are_one_member_and_one_epoch():
         ConfigChange(C1, VoterConfig(3, {"v1", "v2", "v3", "v4"}))
 
 
+def test_a_voter_refuses_to_prepare_a_change_of_another_shape():
+    """A proposer that skipped ConfigChange's checks (another version, a bug) still cannot make
+    a voter store two members more, or an epoch that jumps: the voters hold the rule too."""
+    (v1,) = voters("v1").values()
+    for new in (
+        VoterConfig(2, {"v1", "v2", "v3", "v4", "v5"}),  # two members at once
+        VoterConfig(3, {"v1", "v2", "v3", "v4"}),  # an epoch skipped
+        VoterConfig(2, {"v1", "v2", "v4"}),  # one out and one in
+    ):
+        refused = v1.on_prepare(ConfigPrepare(C1, new), 0.0)
+        assert not refused.accepted and "exactly one voter" in refused.reason
+    assert v1.config == C1
+    assert v1.on_prepare(ConfigPrepare(C1, C2), 0.0).accepted
+
+
 def test_voters_never_go_back_to_an_older_or_conflicting_configuration():
     (v1,) = voters("v1").values()
     assert v1.on_prepare(ConfigPrepare(C1, C2), 0.0).accepted

@@ -282,6 +282,10 @@ class LeaseVoter:
         if new != current:
             if prepare.old != current:
                 return refuse(f"this voter is at epoch {current.epoch}, not {prepare.old.epoch}")
+            if new.epoch != current.epoch + 1 or len(new.voters ^ current.voters) != 1:
+                return refuse(
+                    f"a change adds or removes exactly one voter at epoch {current.epoch + 1}"
+                )
             if self._committed_epoch < current.epoch:
                 return refuse(f"epoch {current.epoch} is not committed here yet")
             wait = self._committed_at + self.change_gap - now
