@@ -107,6 +107,7 @@ async def open_elections(
                     promises=FilePromises(path) if path is not None else None,
                     peers=lambda: [m.name for m in node.alive_members()],
                     offload_saves=offload_saves,
+                    recover_if_blank=True,  # a voter whose data directory was lost
                 )
             )
         else:

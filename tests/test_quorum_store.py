@@ -322,3 +322,60 @@ async def test_a_voter_says_when_its_stored_voters_differ_from_the_file(caplog, 
         ):
             pass
     assert "configured voters (v1, v2, v9) are only the bootstrap" in caplog.text
+
+
+@pytest.mark.parametrize("recover", [True, False])
+async def test_a_voter_that_lost_its_data_recovers_terms_and_sits_out_before_voting(
+    clock, recover: bool
+):
+    """v2 grants c1's lease, then restarts with nothing stored (its data directory lost). With
+    recovery it learns the promised terms from v1 and v3 and sits out; without it (the broken
+    variant) it grants c2 the same scope while c1 still leads: two leaders."""
+    mesh = LocalMesh()
+    async with AsyncExitStack() as stack:
+        stores = await open_stores(
+            stack, mesh, ["v1", "v3", "c1", "c2"], recover_if_blank=recover
+        )
+        v2_scope = trio.CancelScope()
+
+        async def run_v2(promises: MemoryPromises, task_status=trio.TASK_STATUS_IGNORED):
+            with v2_scope:
+                async with QuorumLeaseStore.open(
+                    LocalMessenger(mesh, "v2"),
+                    config=VOTERS,
+                    clock=TrioTime(),
+                    max_duration=D,
+                    promises=promises,
+                    recover_if_blank=recover,
+                ) as store:
+                    stores["v2"] = store
+                    task_status.started()
+                    await trio.sleep_forever()
+
+        mesh.add("v2")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_v2, MemoryPromises())
+            a, b = Holder("c1", "x"), Holder("c2", "y")
+            await trio.sleep(2)  # the blank voters of a new mesh find each other
+            mesh.unreachable |= {"v3", "c2"}  # c1 is elected by v1 and v2; c2 hears nothing
+            granted = await stores["c1"].acquire(SCOPE, a, D)
+            assert granted.outcome is LeaseOutcome.GRANTED
+            elected_at = trio.current_time()
+            mesh.unreachable -= {"v3", "c2"}
+            v2_scope.cancel()  # v2 crashes ...
+            await trio.sleep(0.1)
+            v2_scope = trio.CancelScope()
+            await nursery.start(run_v2, MemoryPromises())  # ... and comes back with nothing
+            await trio.sleep(1.5)
+            mesh.unreachable |= {"v1", "c1"}  # c2 can reach only v2 and v3 now
+            taken = await stores["c2"].acquire(SCOPE, b, D)
+            still_leading = trio.current_time() < elected_at + D * (1 - 0.05) / (1 + 0.05)
+            assert still_leading
+            if recover:
+                assert taken.outcome is not LeaseOutcome.GRANTED
+                voter = stores["v2"].voter
+                assert voter is not None and voter.promised(SCOPE.key) >= 1
+            else:
+                # the broken variant: a second leader while c1's lease is valid
+                assert taken.outcome is LeaseOutcome.GRANTED
+            nursery.cancel_scope.cancel()

@@ -28,6 +28,7 @@ from leadership.quorum import (
 )
 from leadership.quorum.durable import PromiseFileError
 from leadership.quorum.saving import GroupCommit
+from leadership.quorum.wire import ConfigPrepare
 from leadership.tokens import Holder
 
 D = 10.0
@@ -421,3 +422,26 @@ async def test_a_failed_group_save_refuses_every_grant_that_waited_for_it(tmp_pa
             nursery.start_soon(campaign, i)
     assert granted == [False] * 10
     assert v.stats.granted == 0 and v.stats.persist_failures >= 1
+
+
+def test_a_blank_voter_votes_only_after_recovering_and_sits_out_if_terms_existed():
+    promises = MemoryPromises()
+    v = voter(promises, recover_if_blank=True)
+    assert v.recovering
+    assert not verdict(v, A, 1, now=0.0).granted
+    assert promises.load() == PromiseState()  # nothing written: a crash now is blank again
+    assert not v.on_prepare(ConfigPrepare(CONFIG, CONFIG.with_added("v4")), 0.0).accepted
+    assert v.recovered({"s": 4}, now=1.0)
+    assert v.promised("s") == 4 and promises.load().terms == {"s": 4}
+    # it sits out the longest lease counted from its start (at 0): older grants end by then
+    assert not verdict(v, A, 5, now=D - 0.1).granted
+    assert verdict(v, A, 5, now=D).granted
+
+
+def test_a_blank_voter_of_a_new_mesh_votes_at_once_and_a_stored_one_never_recovers():
+    v = voter(MemoryPromises(), recover_if_blank=True)
+    assert v.recovered({}, now=0.0)
+    assert verdict(v, A, 1, now=0.0).granted
+    promises = MemoryPromises()
+    voter(promises)  # a first start stores its configuration
+    assert not voter(promises, recover_if_blank=True).recovering

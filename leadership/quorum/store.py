@@ -48,6 +48,7 @@ from .wire import (
     READ_TERM,
     ConfigCommit,
     ConfigPrepare,
+    ConfigPrepared,
     LeaseNotice,
     LeaseReply,
     LeaseRequest,
@@ -62,6 +63,8 @@ from .wire import (
 
 log = logging.getLogger("leadership.quorum")
 
+RECOVER_RETRY = 1.0
+"""Seconds between a blank voter's requests for the other voters' promised terms."""
 MESSAGE_KIND = "quorum"
 """The messenger request kind the voters serve."""
 NOTICE_KIND = "quorum-notice"
@@ -162,11 +165,13 @@ class QuorumLeaseStore:
         round_timeout: float = 2.0,
         peers: Callable[[], Iterable[str]] | None = None,
         offload_saves: bool = False,
+        recover_if_blank: bool = False,
     ) -> AsyncIterator[QuorumLeaseStore]:
         """Run a store (and, with ``promises``, this node's voter) until the block ends.
         ``peers`` lists the members to send notices to (none: followers ask the voters);
         ``offload_saves`` writes promises in a worker thread (real clocks only: see
-        :mod:`.saving`)."""
+        :mod:`.saving`); with ``recover_if_blank`` a voter that finds nothing stored asks the
+        other voters for their promised terms before it votes (a lost data directory)."""
         voter = None
         if promises is not None:
             voter = LeaseVoter(
@@ -175,6 +180,7 @@ class QuorumLeaseStore:
                 promises=promises,
                 now=clock.now(),
                 config=config,
+                recover_if_blank=recover_if_blank,
             )
             if voter.config != config:
                 log.warning(
@@ -203,6 +209,8 @@ class QuorumLeaseStore:
             )
             messenger.serve(MESSAGE_KIND, store._serve)
             messenger.serve(NOTICE_KIND, store._on_notice)
+            if voter is not None and voter.recovering:
+                nursery.start_soon(store._recover, voter)
             try:
                 yield store
             finally:
@@ -678,6 +686,54 @@ class QuorumLeaseStore:
         if isinstance(message, ConfigCommit):
             return voter.on_commit(message, now)
         return None
+
+    async def _recover(self, voter: LeaseVoter) -> None:
+        """Collect the promised terms of a majority of the other voters (a blank start), asking
+        again every second until they answer; a majority that cannot answer is logged."""
+        config = voter.config
+        others = sorted(config.voters - {voter.name})
+        attempts = 0
+        while voter.recovering:
+            attempts += 1
+            answers = await self._ask_terms(config, others)
+            accepted = [a for a in answers.values() if a.accepted]
+            terms: dict[str, int] = {}
+            for answer in accepted:
+                for scope, term in answer.terms:
+                    terms[scope] = max(terms.get(scope, 0), term)
+            # a lone voter has nobody to ask: nobody else could know anything either
+            enough = len(accepted) >= config.majority or not others
+            if enough and voter.recovered(terms, self.clock.now()):
+                return
+            if attempts % 30 == 1:
+                log.warning(
+                    "voter %s started without promised terms and waits for %d of the other "
+                    "voters to tell it theirs (%d answered%s)",
+                    voter.name,
+                    config.majority,
+                    len(accepted),
+                    "; refused: " + "; ".join(a.reason for a in answers.values() if a.reason)
+                    if any(a.reason for a in answers.values())
+                    else "",
+                    extra={"voter": voter.name, "answered": len(accepted)},
+                )
+            await trio.sleep(RECOVER_RETRY)
+
+    async def _ask_terms(
+        self, config: VoterConfig, targets: list[str]
+    ) -> dict[str, ConfigPrepared]:
+        """Ask ``targets`` (at once) for their promised terms: a prepare of the same config."""
+        answers: dict[str, ConfigPrepared] = {}
+
+        async def ask(target: str) -> None:
+            reply = await self._call(target, ConfigPrepare(config, config))
+            if isinstance(reply, ConfigPrepared):
+                answers[target] = reply
+
+        async with trio.open_nursery() as nursery:
+            for target in targets:
+                nursery.start_soon(ask, target)
+        return answers
 
     def _bad(self, peer: str, exc: Exception) -> None:
         self.stats.bad_messages += 1

@@ -83,6 +83,7 @@ class LeaseVoter:
         sit_out: float | None = None,
         max_drift: float = 0.05,
         change_gap: float | None = None,
+        recover_if_blank: bool = False,
     ) -> None:
         if not max_duration > 0:
             raise ValueError(f"max_duration must be > 0, got {max_duration}")
@@ -91,6 +92,9 @@ class LeaseVoter:
         self._promises = promises
         self._granted = self._refused = self._sit_out = self._persist_failures = 0
         state = promises.load()
+        self.recovering = recover_if_blank and state == PromiseState()
+        """Started with nothing stored (a new mesh, or a lost data directory): no vote until
+        :meth:`recovered` is given the promised terms of a majority of the other voters."""
         stored = state.config
         if stored is not None and (config is None or stored.epoch >= config.epoch):
             self.config = stored
@@ -110,6 +114,7 @@ class LeaseVoter:
         self._longest = max(state.longest, max_duration)
         wait = self._longest if sit_out is None else sit_out
         self.sit_out_until = now + wait if restarted else -math.inf
+        self._started_at = now
         self.change_gap = (
             self._longest * (1 + max_drift) / (1 - max_drift) if change_gap is None else change_gap
         )
@@ -123,7 +128,9 @@ class LeaseVoter:
         # from now (the bootstrap epoch has no predecessor to wait for)
         first = self.config.epoch == 1
         self._committed_at = -math.inf if first else now
-        if self.config is not stored or self._longest > state.longest:
+        # (a blank voter writes nothing before it has recovered: a crash meanwhile must find
+        # it blank again, not looking like a voter that never promised anything)
+        if (self.config is not stored or self._longest > state.longest) and not self.recovering:
             self._save(self._terms())
 
     @property
@@ -171,7 +178,7 @@ class LeaseVoter:
         (``needs_save``): a shell may run that save off its event loop and let every request
         decided meanwhile share it (group commit)."""
         holder = request.holder
-        refuse_all = not self.in_config() or now < self.sit_out_until
+        refuse_all = self.recovering or not self.in_config() or now < self.sit_out_until
         if refuse_all and now < self.sit_out_until:
             self._sit_out += len(request.entries)
         verdicts = []
@@ -280,6 +287,8 @@ class LeaseVoter:
             return ConfigPrepared(self.name, new.epoch, False, (), wait, reason)
 
         if new != current:
+            if self.recovering:
+                return refuse("this voter is recovering the promised terms it lost")
             if prepare.old != current:
                 return refuse(f"this voter is at epoch {current.epoch}, not {prepare.old.epoch}")
             if new.epoch != current.epoch + 1 or len(new.voters ^ current.voters) != 1:
@@ -294,6 +303,27 @@ class LeaseVoter:
             if not self.adopt_config(new, {}):
                 return refuse("could not store the configuration")
         return ConfigPrepared(self.name, new.epoch, True, tuple(sorted(self._terms().items())))
+
+    def recovered(self, terms: Mapping[str, int], now: float) -> bool:
+        """End a blank start with the highest terms a majority of the other voters promised
+        (every term a majority ever promised is among them). If there were any, this voter may
+        have granted leases it no longer knows of before it started: it sits out the longest
+        lease from its start (counting from then is enough: those grants are older)."""
+        if not self.adopt_config(self.config, terms):
+            return False
+        self.recovering = False
+        if terms:
+            self.sit_out_until = self._started_at + self._longest
+        log.warning(
+            "voter %s started without promised terms and recovered %d from the other voters%s",
+            self.name,
+            len(terms),
+            f"; it grants nothing until {self._longest:g} s after its start"
+            if terms
+            else " (a new mesh)",
+            extra={"voter": self.name, "terms": len(terms)},
+        )
+        return True
 
     def on_commit(self, commit: ConfigCommit, now: float) -> ConfigCommitted:
         """Phase 2: adopt the configuration and inherit the old majority's promised terms."""
