@@ -12,12 +12,14 @@ in a lease that ran out.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import attrs
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from leadership import (
     BootTime,
@@ -130,7 +132,40 @@ async def open_elections(
                 leases_end_with_membership=isinstance(store, AvailabilityLeaseStore),
             )
         )
+        if registry is not None:
+            collector = StoreMessages(store)
+            registry.register(collector)
+            stack.callback(registry.unregister, collector)
         yield Elections(coordinator, store)
+
+
+class StoreMessages(Collector):
+    """``swimmesh_leadership_messages_total{kind, direction}``: the lease store's requests
+    between nodes (voter rounds and notices; without voters, claims)."""
+
+    def __init__(self, store: QuorumLeaseStore | AvailabilityLeaseStore) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "swimmesh_leadership_messages",
+            "Lease store requests between nodes, by kind and direction",
+            labels=["kind", "direction"],
+        )
+        if isinstance(self.store, QuorumLeaseStore):
+            q = self.store.stats
+            counts = {
+                ("voter", "out"): q.voter_requests_sent,
+                ("voter", "in"): q.voter_requests_served,
+                ("notice", "out"): q.notices_sent,
+                ("notice", "in"): q.notices_received,
+            }
+        else:
+            a = self.store.stats
+            counts = {("claims", "out"): a.claims_sent, ("claims", "in"): a.claims_received}
+        for (kind, direction), value in counts.items():
+            family.add_metric([kind, direction], value)
+        yield family
 
 
 def settle_time(config: LeadershipConfig) -> float:

@@ -128,8 +128,15 @@ def test_every_agent_agrees_and_the_cli_shows_the_same_leader(agents: Agents, tm
         assert proc.returncode == 0, proc.stderr
         (token,) = [t for t in json.loads(proc.stdout)["tokens"] if t["scope"] == SCOPE]
         assert (token["leaderId"], token["fenceToken"]) == (leader, fence)
+    messages = "swimmesh_leadership_messages_total"
     for voter in VOTERS:
         assert (tmp_path / voter / "leadership-promised-terms.json").exists()
+        if voter != leader:  # the leader's rounds reach every other voter
+            assert agents.metric(voter, messages + '{direction="in",kind="voter"}') > 0
+    assert agents.metric(leader, messages + '{direction="out",kind="voter"}') > 0
+    assert agents.metric(leader, messages + '{direction="out",kind="notice"}') > 0
+    follower = next(n for n in NAMES if n != leader)
+    assert agents.metric(follower, messages + '{direction="in",kind="notice"}') > 0
 
 
 def test_kill_9_of_the_leader_elects_another_with_a_higher_fence(agents: Agents, tmp_path):

@@ -104,6 +104,9 @@ class QuorumStats:
     """Renewals answered from a round that renewed the scope ahead moments before."""
     notices_sent: int = 0
     notices_received: int = 0
+    voter_requests_sent: int = 0
+    """Messages to other nodes' voters (rounds, releases, reads, voter-set changes)."""
+    voter_requests_served: int = 0
 
 
 class QuorumLeaseStore:
@@ -402,6 +405,7 @@ class QuorumLeaseStore:
             answer = await self._answer(message)
         else:
             payload = cbor2.dumps(encode(message))
+            self.stats.voter_requests_sent += 1
             try:
                 raw = await self.messenger.request(
                     target, MESSAGE_KIND, payload, timeout=self.request_timeout
@@ -645,6 +649,7 @@ class QuorumLeaseStore:
     async def _call(self, target: str, message: Message) -> Message | None:
         if target == self.messenger.local_id and self.voter is not None:
             return await self._answer(message)
+        self.stats.voter_requests_sent += 1
         try:
             raw = await self.messenger.request(
                 target, MESSAGE_KIND, cbor2.dumps(encode(message)), timeout=self.request_timeout
@@ -660,6 +665,7 @@ class QuorumLeaseStore:
 
     async def _serve(self, sender: str, payload: bytes) -> bytes:
         """Answer another node's request; the holder comes from the payload, never the sender."""
+        self.stats.voter_requests_served += 1
         try:
             message = decode(cbor2.loads(payload))
         except (QuorumWireError, cbor2.CBORDecodeError, ValueError) as exc:
