@@ -1,12 +1,14 @@
-"""Leader elections across real agent processes on 127.0.0.1 (the quorum lease store).
+"""Leader elections across real agent processes on 127.0.0.1 (the quorum lease store, or with
+``--voters 0`` the availability store of ``quorum = "none"``).
 
 Starts N agents (the first ``--voters`` of them voting), then measures, until every live agent
 reports it on ``/control/leaders``:
 
 * failover after ``kill -9`` of the ``global-control`` leader (the victim restarts between runs);
 * handover after SIGTERM of the leader;
-* idle CPU per agent (ms per s, from /proc) with 1 global + ``--shards`` shard scopes, against
-  the same mesh without leadership.
+* idle CPU per agent (ms per s, from /proc) and messages per second per node (SWIM datagrams;
+  lease store requests) with 1 global + ``--shards`` shard scopes, against the same mesh
+  without leadership.
 
 Prints JSON, then a table (median, p90/p99, min, max).
 
@@ -141,8 +143,22 @@ def cpu_ms_per_s(pids: list[int], seconds: float) -> list[float]:
     return [(cpu(p) - before[p]) * 1000 / seconds for p in pids]
 
 
+def messages(mesh: Mesh, name: str) -> dict[str, float]:
+    """Messages a node sent and received so far: SWIM datagrams, and lease store requests."""
+    text = httpx.get(mesh.procs.url(name) + "/metrics", timeout=5).text
+    counts = {"datagrams": 0.0, "leadership": 0.0}
+    for line in text.splitlines():
+        if line.startswith("mesh_gossip_messages_total{") and 'outcome="dropped"' not in line:
+            counts["datagrams"] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("swimmesh_leadership_messages_total{"):
+            counts["leadership"] += float(line.rsplit(" ", 1)[1])
+    return counts
+
+
 def section(voters: list[str], lease: str, renew: str, shards: int) -> str:
-    text = f'[mesh.leadership]\nvoters = {json.dumps(voters)}\nleaseDuration = "{lease}"\n'
+    """The ``mesh.leadership`` section; no voters means ``quorum = "none"``."""
+    text = "[mesh.leadership]\n" + (f"voters = {json.dumps(voters)}\n" if voters else "")
+    text += f'leaseDuration = "{lease}"\n'
     text += f'renewalLeadTime = "{renew}"\n'
     if shards:
         text += f'scopes = [{{scopeId = "{SCOPE}"}}]\n'
@@ -181,7 +197,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 mesh.start(name)
             time.sleep(args.warmup)
             pids = [p.pid for p in mesh.procs.procs.values()]
+            before = {n: messages(mesh, n) for n in mesh.names}
+            started = time.monotonic()
             out[f"idle_cpu_ms_per_s_{label}"] = quantiles(cpu_ms_per_s(pids, args.cpu_seconds))
+            took = time.monotonic() - started
+            for kind in ("datagrams", "leadership"):
+                out[f"{kind}_per_s_per_node_{label}"] = quantiles(
+                    [(messages(mesh, n)[kind] - before[n][kind]) / took for n in mesh.names]
+                )
         finally:
             mesh.close()
     return out
@@ -202,7 +225,7 @@ def table(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=5)
-    parser.add_argument("--voters", type=int, default=3)
+    parser.add_argument("--voters", type=int, default=3, help="0: quorum = none")
     parser.add_argument("--preset", default="fast", choices=["fast", "lan", "local", "wan"])
     parser.add_argument("--lease", default="2s", help="leaseDuration")
     parser.add_argument("--renew", default="1s", help="renewalLeadTime")
