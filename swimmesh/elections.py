@@ -31,12 +31,14 @@ from leadership import (
 from leadership.availability import AvailabilityLeaseStore
 from leadership.clock import Clock
 from leadership.quorum import FilePromises, VoterConfig
+from leadership.quorum.durable import KnownConfigFile
 from leadership.quorum.store import QuorumLeaseStore
 
 from .leadership_view import MeshMembershipView, MeshMessenger
 from .runtime import MeshNode
 
 PROMISES_FILE = "leadership-promised-terms.json"
+VOTERS_FILE = "leadership-voters.json"
 
 
 def lease_clock() -> Clock:
@@ -110,6 +112,9 @@ async def open_elections(
                     peers=lambda: [m.name for m in node.alive_members()],
                     offload_saves=offload_saves,
                     recover_if_blank=True,  # a voter whose data directory was lost
+                    known_config=KnownConfigFile(Path(data_dir) / VOTERS_FILE)
+                    if data_dir
+                    else None,
                 )
             )
         else:

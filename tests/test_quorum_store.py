@@ -19,6 +19,7 @@ from leadership import (
 )
 from leadership.clock import TrioTime
 from leadership.quorum import MemoryPromises, VoterConfig
+from leadership.quorum.durable import KnownConfigFile
 from leadership.quorum.store import MESSAGE_KIND, QuorumLeaseStore
 from leadership.quorum.wire import NoticeEntry
 from leadership.testing import LocalMesh, LocalMessenger
@@ -379,3 +380,53 @@ async def test_a_voter_that_lost_its_data_recovers_terms_and_sits_out_before_vot
                 # the broken variant: a second leader while c1's lease is valid
                 assert taken.outcome is LeaseOutcome.GRANTED
             nursery.cancel_scope.cancel()
+
+
+async def test_a_candidate_keeps_the_newest_voter_configuration_across_a_restart(
+    clock, tmp_path
+):
+    """c1 learns epoch 2 from a voter's reply and stores it; restarted with only the bootstrap
+    voters configured, it starts from epoch 2 (today's voters), not epoch 1."""
+    mesh = LocalMesh()
+    known = KnownConfigFile(tmp_path / "voters.json")
+    async with AsyncExitStack() as stack:
+        stores = await open_stores(stack, mesh, ["v1", "v2", "v3"])
+        mesh.add("v4")
+        await stack.enter_async_context(
+            QuorumLeaseStore.open(
+                LocalMessenger(mesh, "v4"),
+                config=VOTERS,
+                clock=TrioTime(),
+                max_duration=D,
+                promises=MemoryPromises(),
+            )
+        )
+        new = await stores["v1"].change_voters(VOTERS.with_added("v4"))
+        assert new.epoch == 2
+        mesh.add("c1")
+        async with QuorumLeaseStore.open(
+            LocalMessenger(mesh, "c1"),
+            config=VOTERS,
+            clock=TrioTime(),
+            max_duration=D,
+            known_config=known,
+        ) as c1:
+            granted = await c1.acquire(SCOPE, Holder("c1", "x"), D)
+            assert granted.outcome is LeaseOutcome.GRANTED
+            assert c1.config == new
+        assert known.load() == new
+        async with QuorumLeaseStore.open(
+            LocalMessenger(mesh, "c1"),
+            config=VOTERS,
+            clock=TrioTime(),
+            max_duration=D,
+            known_config=known,
+        ) as again:
+            assert again.config == new
+
+
+def test_a_damaged_stored_configuration_is_ignored_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "voters.json"
+    path.write_text("{not json")
+    assert KnownConfigFile(path).load() is None
+    assert "ignored the stored voter configuration" in caplog.text

@@ -8,6 +8,7 @@ expiries are not kept; a restarted voter sits out one maximum lease instead.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Protocol
 import attrs
 
 from .membership import VoterConfig, VoterConfigError
+
+log = logging.getLogger("leadership.quorum")
 
 
 class PromiseFileError(OSError):
@@ -121,3 +124,43 @@ class FilePromises:
         finally:
             os.close(dir_fd)
         self.saves += 1
+
+
+class KnownConfigFile:
+    """The newest voter configuration a node has learned, kept in its data directory so that
+    after a restart it asks today's voters, not the bootstrap ones (which may all be gone).
+    Advisory: a missing or damaged file only means starting from the configured voters."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def load(self) -> VoterConfig | None:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return VoterConfig(int(data["epoch"]), frozenset(str(v) for v in data["voters"]))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, VoterConfigError) as exc:
+            log.warning(
+                "ignored the stored voter configuration in %s (%s); starting from the "
+                "configured voters",
+                self.path,
+                exc,
+                extra={"path": str(self.path), "error": str(exc)},
+            )
+            return None
+
+    def save(self, config: VoterConfig) -> None:
+        doc = {"epoch": config.epoch, "voters": sorted(config.voters)}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(json.dumps(doc), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.warning(
+                "could not store the voter configuration in %s (%s)",
+                self.path,
+                exc,
+                extra={"path": str(self.path), "error": str(exc)},
+            )

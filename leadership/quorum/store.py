@@ -39,7 +39,7 @@ from ..store import Lease, LeaseChange, LeaseOutcome, LeaseResult
 from ..tokens import Holder
 from .candidate import Abandoned, Decision, Elected, LeaseCandidate, Outbound, Refused, Renewed
 from .changing import run_change
-from .durable import PromiseStore
+from .durable import KnownConfigFile, PromiseStore
 from .followers import MIN_REMAINING, IncumbentBoard
 from .membership import VoterConfig
 from .saving import GroupCommit
@@ -145,6 +145,7 @@ class QuorumLeaseStore:
         self._scopes: dict[str, LeadershipScope] = {}
         self._waiters: dict[str, _Waiter] = {}
         self._renewals: list[str] = []
+        self._known_config: KnownConfigFile | None = None
         self._renewed_at: dict[str, float] = {}
         """When a round last succeeded for each scope this node leads (its start clock)."""
         self._reads: dict[int, _Read] = {}
@@ -169,12 +170,17 @@ class QuorumLeaseStore:
         peers: Callable[[], Iterable[str]] | None = None,
         offload_saves: bool = False,
         recover_if_blank: bool = False,
+        known_config: KnownConfigFile | None = None,
     ) -> AsyncIterator[QuorumLeaseStore]:
         """Run a store (and, with ``promises``, this node's voter) until the block ends.
         ``peers`` lists the members to send notices to (none: followers ask the voters);
         ``offload_saves`` writes promises in a worker thread (real clocks only: see
         :mod:`.saving`); with ``recover_if_blank`` a voter that finds nothing stored asks the
-        other voters for their promised terms before it votes (a lost data directory)."""
+        other voters for their promised terms before it votes (a lost data directory);
+        ``known_config`` keeps the newest voter configuration learned across restarts."""
+        learned = known_config.load() if known_config is not None else None
+        if learned is not None and learned.epoch > config.epoch:
+            config = learned
         voter = None
         if promises is not None:
             voter = LeaseVoter(
@@ -210,6 +216,7 @@ class QuorumLeaseStore:
                 peers=peers,
                 offload_saves=offload_saves,
             )
+            store._known_config = known_config
             messenger.serve(MESSAGE_KIND, store._serve)
             messenger.serve(NOTICE_KIND, store._on_notice)
             if voter is not None and voter.recovering:
@@ -432,6 +439,8 @@ class QuorumLeaseStore:
             return
         now = self.clock.now()
         step = cand.on_reply(reply, now)
+        if cand.config.epoch > self.config.epoch:
+            self._adopt_config(cand.config)
         for out in step.outbound:
             self._dispatch(out)
         for decision in step.decisions:
@@ -637,7 +646,7 @@ class QuorumLeaseStore:
             max_drift=self.max_drift,
             timeout=timeout,
         )
-        self.config = new
+        self._adopt_config(new)
         if self._candidate is not None:
             self._candidate.learn_config(new)
         log.info(
@@ -645,6 +654,14 @@ class QuorumLeaseStore:
             extra={"epoch": new.epoch, "voters": sorted(new.voters), "terms": len(change.terms)},
         )
         return new
+
+    def _adopt_config(self, config: VoterConfig) -> None:
+        """Use (and keep, with a data directory) a newer voter configuration."""
+        if config.epoch < self.config.epoch or config == self.config:
+            return
+        self.config = config
+        if self._known_config is not None:
+            self._known_config.save(config)
 
     async def _call(self, target: str, message: Message) -> Message | None:
         if target == self.messenger.local_id and self.voter is not None:
