@@ -180,13 +180,17 @@ class EventLog:
         ]
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Real-time wait for a condition, checked every 20 ms; returns the time it took."""
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, every: float = 0.02
+) -> float:
+    """Real-time wait for a condition, checked every ``every`` seconds (a costly check, e.g.
+    reading hundreds of tokens from every agent, should not load what it watches); returns
+    the time it took."""
     start = time.monotonic()
     while not condition():
         if time.monotonic() - start > timeout:
             raise TimeoutError(f"{what} did not hold within {timeout}s")
-        time.sleep(0.02)
+        time.sleep(every)
     return time.monotonic() - start
 
 

@@ -175,7 +175,7 @@ def test_two_hundred_shards_are_all_led_and_stay_led(agents: Agents, tmp_path):
     def all_led() -> bool:
         return all(len(tokens(agents, name)) == 201 for name in NAMES)
 
-    wait_until(all_led, 60, "every agent reporting a leader for all 201 scopes")
+    wait_until(all_led, 60, "every agent reporting a leader for all 201 scopes", every=1.0)
 
     def losses() -> float:
         """Scopes that any agent lost or let expire, so far (from each agent's /metrics)."""

@@ -63,6 +63,11 @@ from .wire import (
 
 log = logging.getLogger("leadership.quorum")
 
+CAMPAIGN_WINDOW = 0.02
+"""Seconds a campaign waits for others to share its message to the voters."""
+READ_WINDOW = 0.02
+"""Seconds a read waits for others to share its message to the voters."""
+MAX_READS_PER_MESSAGE = 512
 RECOVER_RETRY = 1.0
 """Seconds between a blank voter's requests for the other voters' promised terms."""
 MESSAGE_KIND = "quorum"
@@ -149,6 +154,8 @@ class QuorumLeaseStore:
         self._renewed_at: dict[str, float] = {}
         """When a round last succeeded for each scope this node leads (its start clock)."""
         self._reads: dict[int, _Read] = {}
+        self._read_batch: list[RoundEntry] = []
+        self._campaigns: list[str] = []
         self._next_read = 1
         self.board = IncumbentBoard((1 - max_drift) / (1 + max_drift))
         self._notices: list[NoticeEntry] = []
@@ -231,7 +238,7 @@ class QuorumLeaseStore:
     async def acquire(
         self, scope: LeadershipScope, holder: Holder, duration: float
     ) -> LeaseResult:
-        cand = self._candidate_for(holder, duration)
+        self._candidate_for(holder, duration)
         key = scope.key
         self._scopes[key] = scope
         cached = self._cached(scope, holder)
@@ -239,8 +246,11 @@ class QuorumLeaseStore:
             return cached
         decision: Decision | None = None
         for _ in range(CAMPAIGN_ATTEMPTS):
-            out = cand.campaign([key], self.clock.now())
-            decision = await self._round(key, out)
+            waiter = self._waiters[key] = _Waiter()
+            if not self._campaigns:
+                self._nursery.start_soon(self._flush_campaigns)
+            self._campaigns.append(key)
+            decision = await self._wait(key, waiter)
             stale_term = isinstance(decision, Refused) and decision.promised >= decision.term
             if not stale_term:
                 break  # retry at once only above a term a voter reported promised
@@ -322,14 +332,10 @@ class QuorumLeaseStore:
         read_id = self._next_read
         self._next_read += 1
         read = self._reads[read_id] = _Read(self.config)
-        request = LeaseRequest(
-            Holder(self.messenger.local_id, "read"),
-            self.config.epoch,
-            (RoundEntry(key, READ_TERM, read_id, 0.0),),
-        )
+        if not self._read_batch:
+            self._nursery.start_soon(self._flush_reads)
+        self._read_batch.append(RoundEntry(key, READ_TERM, read_id, 0.0))
         try:
-            for target in sorted(self.config.voters):
-                self._nursery.start_soon(self._ask, target, request)
             with trio.move_on_after(self.round_timeout):
                 await read.done.wait()
         finally:
@@ -357,11 +363,6 @@ class QuorumLeaseStore:
             )
         return cand
 
-    async def _round(self, key: str, out: Outbound) -> Decision | None:
-        waiter = self._waiters[key] = _Waiter()
-        self._dispatch(out)
-        return await self._wait(key, waiter)
-
     async def _wait(self, key: str, waiter: _Waiter) -> Decision | None:
         self.stats.rounds += 1
         try:
@@ -373,8 +374,9 @@ class QuorumLeaseStore:
             if self._waiters.get(key) is waiter:
                 del self._waiters[key]
                 if waiter.decision is None:
-                    if key in self._renewals:  # cancelled before its batch left: drop it
-                        self._renewals.remove(key)
+                    for batch in (self._renewals, self._campaigns):
+                        if key in batch:  # cancelled before its batch left: drop it
+                            batch.remove(key)
                     if self._candidate is not None:
                         self._candidate.abandon(key)  # late replies are ignored from now on
         if waiter.decision is None:
@@ -401,6 +403,31 @@ class QuorumLeaseStore:
         out = cand.renew([*keys, *ahead], now)
         if out is not None:
             self._dispatch(out)
+
+    async def _flush_campaigns(self) -> None:
+        """Start the campaigns asked for within CAMPAIGN_WINDOW in one message per voter (each
+        scope's term read from the clock just before sending): a node that campaigns for many
+        scopes at once (a start, a leader gone) sends a few messages, not hundreds."""
+        await trio.sleep(CAMPAIGN_WINDOW)
+        keys, self._campaigns = self._campaigns, []
+        cand = self._candidate
+        if cand is None or not keys:
+            return
+        self._dispatch(cand.campaign(keys, self.clock.now()))
+
+    async def _flush_reads(self) -> None:
+        """Send the reads asked for within READ_WINDOW in one message per voter: followers
+        of many scopes read them at nearly the same time (a start, a partition healing), and
+        a voter answers one message far faster than hundreds."""
+        await trio.sleep(READ_WINDOW)
+        batch, self._read_batch = self._read_batch, []
+        live = [e for e in batch if e.round_id in self._reads]
+        for entries in _chunks(_unique_scopes(live), MAX_READS_PER_MESSAGE):
+            request = LeaseRequest(
+                Holder(self.messenger.local_id, "read"), self.config.epoch, tuple(entries)
+            )
+            for target in sorted(self.config.voters):
+                self._nursery.start_soon(self._ask, target, request)
 
     def _dispatch(self, out: Outbound) -> None:
         for target in sorted(out.targets):
@@ -767,3 +794,20 @@ class QuorumLeaseStore:
             extra={"peer": peer, "error": str(exc)},
         )
 
+
+def _unique_scopes(entries: list[RoundEntry]) -> list[list[RoundEntry]]:
+    """Split reads into groups without a repeated scope (a request names each scope once)."""
+    groups: list[tuple[set[str], list[RoundEntry]]] = []
+    for entry in entries:
+        for names, group in groups:
+            if entry.scope not in names:
+                names.add(entry.scope)
+                group.append(entry)
+                break
+        else:
+            groups.append(({entry.scope}, [entry]))
+    return [group for _, group in groups]
+
+
+def _chunks(groups: list[list[RoundEntry]], size: int) -> list[list[RoundEntry]]:
+    return [group[i : i + size] for group in groups for i in range(0, len(group), size)]

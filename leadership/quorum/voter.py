@@ -92,9 +92,7 @@ class LeaseVoter:
         self._promises = promises
         self._granted = self._refused = self._sit_out = self._persist_failures = 0
         state = promises.load()
-        self.recovering = recover_if_blank and state == PromiseState()
-        """Started with nothing stored (a new mesh, or a lost data directory): no vote until
-        :meth:`recovered` is given the promised terms of a majority of the other voters."""
+        blank = state == PromiseState()
         stored = state.config
         if stored is not None and (config is None or stored.epoch >= config.epoch):
             self.config = stored
@@ -108,6 +106,10 @@ class LeaseVoter:
         self._durable: dict[str, int] = dict(state.terms)
         """Promised terms known to be on disk: a grant above them waits for a save."""
         self._last_error = ""
+        self.recovering = recover_if_blank and blank and self.in_config()
+        """A voter started with nothing stored (a new mesh, or a lost data directory): no vote
+        until :meth:`recovered` is given the promised terms of a majority of the other voters.
+        (A node outside the voter set inherits them when it is added.)"""
         restarted = bool(state.terms)
         # a grant made before the restart may run for the longest lease ever configured here,
         # not today's (an operator may have shortened it meanwhile)
