@@ -411,3 +411,68 @@ def test_without_the_stream_answer_the_probe_still_fails() -> None:
     inst.stream_reply(stream.request_id, None, t0 + 0.6)  # connection refused
     out = run_until(inst, t0 + inst.config.probe_interval)
     assert (MemberEventKind.SUSPECT, ping.target) in events(out)
+
+
+def test_plain_swim_declares_an_unconfirmed_suspect_dead_at_the_minimum() -> None:
+    inst = make(peers=("b", "c", "d", "e"), lifeguard=False)
+    _suspect_b_from_c(inst)
+    minimum, maximum = inst.suspicion_bounds()
+    assert minimum < maximum
+    timed_packets(inst, minimum - 1e-6, acking=("b", 1))
+    assert inst.member("b").status is SUSPECT  # type: ignore[union-attr]
+    out = run_until(inst, minimum)  # no confirmation at all: still the fixed minimum
+    assert (MemberEventKind.DEAD, "b") in events(out)
+
+
+def test_lifeguard_expects_no_confirmations_when_too_few_members_could_give_them() -> None:
+    # 3 members: at most one other could confirm, fewer than suspicion_mult - 2 = 2, so the
+    # timeout is the minimum from the start instead of a maximum nobody can shorten.
+    inst = make(peers=("b", "c"))
+    assert inst.config.suspicion_mult - 2 > 1
+    _suspect_b_from_c(inst)
+    minimum, _ = inst.suspicion_bounds()
+    timed_packets(inst, minimum - 1e-6, acking=("b", 1))
+    assert inst.member("b").status is SUSPECT  # type: ignore[union-attr]
+    assert (MemberEventKind.DEAD, "b") in events(run_until(inst, minimum))
+
+
+def test_an_impostor_alive_claim_at_our_incarnation_is_refuted() -> None:
+    inst = make(peers=("b",))
+    same = ClaimMessage(Claim("a", 0, ALIVE, inst.config.advertise_address))
+    inst.receive_messages(("b", 1), [same], 1.0)
+    inst.drain()
+    assert inst.incarnation == 0 and inst.stats.refutations == 0  # our own claim: nothing to do
+    impostor = ClaimMessage(Claim("a", 0, ALIVE, ("elsewhere", 9)))
+    inst.receive_messages(("b", 1), [impostor], 2.0)
+    inst.drain()
+    assert inst.incarnation == 1 and inst.stats.refutations == 1
+
+
+def test_a_peer_repeating_a_refuted_suspicion_is_told_our_incarnation_once_per_interval() -> None:
+    inst = make(peers=("b", "c"))
+    suspicion = ClaimMessage(Claim("a", 0, SUSPECT, ("a", 1), source="b"))
+    inst.receive_messages(("b", 1), [suspicion], 1.0)
+    inst.drain()
+    assert inst.incarnation == 1
+    mine = ClaimMessage(Claim("a", 1, ALIVE, inst.config.advertise_address))
+
+    def told_c(now: float, status: MemberStatus) -> bool:
+        stale = ClaimMessage(Claim("a", 0, status, ("a", 1), source="c"))
+        inst.receive_messages(("c", 1), [stale], now)
+        return any(a == ("c", 1) and mine in ms for a, ms in packets(inst.drain()))
+
+    assert not told_c(2.0, ALIVE)  # a stale alive claim needs no answer
+    assert told_c(2.5, SUSPECT)  # a stale suspicion: c missed the refutation
+    assert not told_c(2.6, SUSPECT)  # at most once per probe interval
+    assert told_c(2.5 + inst.config.probe_interval + 0.01, DEAD)
+
+
+def test_a_failed_probe_with_no_relay_to_ask_still_costs_local_health() -> None:
+    # Two members: no one to ping-req, so no nacks were expected; each failure counts 1.
+    inst = make(peers=("b",))
+    t0, _, _ = _first_probe(inst)
+    run_until(inst, t0 + inst.config.probe_interval)
+    assert inst.stats.probe_failures == 1 and inst.health_score == 1
+    t1, _, _ = _first_probe(inst)
+    run_until(inst, t1 + inst.config.probe_timeout * 2 + 1e-6)
+    assert inst.stats.probe_failures == 2 and inst.health_score == 2

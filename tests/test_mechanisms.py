@@ -10,7 +10,7 @@ from swimmesh.config import ConfigError, MeshConfig, parse_address
 from swimmesh.protocol.awareness import Awareness
 from swimmesh.protocol.broadcasts import BroadcastQueue
 from swimmesh.protocol.sampling import ProbeOrder
-from swimmesh.protocol.suspicion import Suspicion
+from swimmesh.protocol.suspicion import Suspicion, suspicion_timeout
 from swimmesh.protocol.timers import TimerQueue
 
 
@@ -116,3 +116,12 @@ def test_overrides_and_clear_errors() -> None:
         parse_address("h:70000")
     with pytest.raises(ConfigError, match="preset"):
         MeshConfig.from_preset("lann", name="n")
+
+
+def test_suspicion_timeout_follows_the_formula_at_each_confirmation() -> None:
+    # max - (max - min) * log(c + 1) / log(k + 1), floored at min; k = 0 means the minimum.
+    assert suspicion_timeout(4.0, 24.0, 0, 0) == 4.0
+    assert suspicion_timeout(4.0, 24.0, 0, 1) == 24.0  # one expected, none yet: the maximum
+    assert suspicion_timeout(4.0, 24.0, 1, 1) == 4.0
+    assert suspicion_timeout(4.0, 24.0, 1, 3) == pytest.approx(14.0)  # log 2 / log 4 = 1/2
+    assert suspicion_timeout(4.0, 24.0, 3, 3) == 4.0

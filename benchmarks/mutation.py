@@ -1,0 +1,145 @@
+"""Mutation testing of swimmesh/protocol, leadership (with leadership/quorum) and peerhealth.
+
+Runs mutmut (configured under ``[tool.mutmut]`` in pyproject.toml: the fast test files, a
+per-test timeout) on one worker at low priority, a fixed sample of each package's mutants
+(every ``stride``-th mutant of each file, in name order), and prints JSON, then a table of kill
+rates per package. Slow (tens of minutes); never part of ``scripts/test`` or CI.
+
+    pip install mutmut   # into the project's venv; not a test dependency
+    python -m benchmarks.mutation                      # all three packages, default strides
+    python -m benchmarks.mutation --package peerhealth --stride 1
+    python -m benchmarks.mutation --mutant 'leadership.quorum.voter.x_grant__mutmut_3'
+    python -m benchmarks.mutation --report-only --survivors   # re-read the last results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = {
+    "swimmesh/protocol": ("swimmesh.protocol.", 8),
+    "leadership": ("leadership.", 16),
+    "peerhealth": ("peerhealth.", 8),
+}
+"""Package -> (mutant name prefix, default stride). The strides keep one run near 30 minutes
+on a busy 2-core machine; ``--stride 1`` runs every mutant."""
+
+SENTINEL = "generate.only.no.such.mutant*"
+_LINE = re.compile(r"^\s*(\S+): (.+)$")
+_INDEX = re.compile(r"__mutmut_(\d+)$")
+
+
+def _mutmut(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = ["nice", "-n", "15", sys.executable, "-m", "mutmut", *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=check)
+
+
+def generate() -> None:
+    """Write mutants/ and collect which tests reach which function (mutmut caches both)."""
+    done = _mutmut("run", "--max-children", "1", SENTINEL, check=False)
+    if "nothing matches" not in done.stdout + done.stderr:
+        sys.exit(f"mutant generation or the clean test run failed:\n{done.stdout[-4000:]}")
+
+
+def results() -> dict[str, str]:
+    """Every mutant's name and status (killed, survived, timeout, no tests, not checked...)."""
+    out = _mutmut("results", "--all", "true").stdout
+    return {m.group(1): m.group(2).strip() for m in map(_LINE.match, out.splitlines()) if m}
+
+
+def _order(name: str) -> tuple[str, int]:
+    m = _INDEX.search(name)
+    return (name[: m.start()], int(m.group(1))) if m else (name, 0)
+
+
+def sample(names: list[str], prefix: str, stride: int) -> list[str]:
+    """Every ``stride``-th mutant of each module under ``prefix``, first one included."""
+    by_module: dict[str, list[str]] = defaultdict(list)
+    for name in names:
+        if name.startswith(prefix):
+            by_module[name.split(".x", 1)[0]].append(name)
+    picked: list[str] = []
+    for module in sorted(by_module):
+        picked += sorted(by_module[module], key=_order)[::stride]
+    return picked
+
+
+def run(names: list[str]) -> None:
+    for i in range(0, len(names), 300):
+        _mutmut("run", "--max-children", "1", *names[i : i + 300], check=False)
+
+
+def tally(names: list[str], status: dict[str, str]) -> dict[str, Any]:
+    counts: dict[str, int] = defaultdict(int)
+    for name in names:
+        counts[status.get(name, "not checked")] += 1
+    killed = counts["killed"] + counts["caught by type check"]
+    return {
+        "mutants": len(names),
+        "killed": killed,
+        "survived": counts["survived"],
+        "timeout": counts["timeout"],
+        "no_tests": counts["no tests"],
+        "other": len(names) - killed - counts["survived"] - counts["timeout"] - counts["no tests"],
+        "kill_rate": round((killed + counts["timeout"]) / len(names), 3) if names else None,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--package", action="append", choices=sorted(PACKAGES))
+    ap.add_argument("--stride", type=int, help="sample every N-th mutant per file (default per package)")
+    ap.add_argument("--mutant", action="append", default=[], help="run these mutants only")
+    ap.add_argument("--report-only", action="store_true", help="tally the last results, run nothing")
+    ap.add_argument("--survivors", action="store_true", help="list surviving mutants too")
+    args = ap.parse_args()
+
+    start = time.monotonic()
+    if not args.report_only:
+        generate()
+    status = results()
+    chosen = {p: sample(list(status), PACKAGES[p][0], args.stride or PACKAGES[p][1])
+              for p in args.package or PACKAGES}
+    if args.mutant:
+        chosen = {"selected": args.mutant}
+    if not args.report_only:
+        for names in chosen.values():
+            run(names)
+        status = results()
+
+    report: dict[str, Any] = {
+        "tool": "mutmut " + _mutmut("--version", check=False).stdout.split()[-1]
+        if _mutmut("--version", check=False).stdout else "mutmut",
+        "seconds": round(time.monotonic() - start),
+        "packages": {},
+    }
+    for package, names in chosen.items():
+        entry = tally(names, status)
+        entry["stride"] = 1 if args.mutant else args.stride or PACKAGES[package][1]
+        entry["total_mutants"] = sum(1 for n in status if n.startswith(PACKAGES.get(
+            package, ("", 0))[0])) if not args.mutant else len(names)
+        if args.survivors:
+            entry["survivors"] = [n for n in names if status.get(n) in ("survived", "no tests")]
+        report["packages"][package] = entry
+    print(json.dumps(report, indent=2))
+    print()
+    print(f"{'package':<20}{'sample':>14}{'killed':>8}{'survived':>10}{'timeout':>9}"
+          f"{'no test':>9}{'kill rate':>11}")
+    for package, e in report["packages"].items():
+        rate = f"{e['kill_rate']:.1%}" if e["kill_rate"] is not None else "-"
+        size = f"{e['mutants']}/{e['total_mutants']}"
+        print(f"{package:<20}{size:>14}{e['killed']:>8}{e['survived']:>10}{e['timeout']:>9}"
+              f"{e['no_tests']:>9}{rate:>11}")
+
+
+if __name__ == "__main__":
+    main()
