@@ -9,6 +9,7 @@ rates per package. Slow (tens of minutes); never part of ``scripts/test`` or CI.
     python -m benchmarks.mutation                      # all three packages, default strides
     python -m benchmarks.mutation --package peerhealth --stride 1
     python -m benchmarks.mutation --mutant 'leadership.quorum.voter.x_grant__mutmut_3'
+    python -m benchmarks.mutation --rerun-survivors    # after adding tests: the same sample
     python -m benchmarks.mutation --report-only --survivors   # re-read the last results
 """
 
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,7 @@ def sample(names: list[str], prefix: str, stride: int) -> list[str]:
 
 
 def run(names: list[str]) -> None:
+    """Run exactly ``names`` (mutmut with no names would run every mutant)."""
     for i in range(0, len(names), 300):
         _mutmut("run", "--max-children", "1", *names[i : i + 300], check=False)
 
@@ -97,9 +100,10 @@ def tally(names: list[str], status: dict[str, str]) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--package", action="append", choices=sorted(PACKAGES))
-    ap.add_argument("--stride", type=int, help="sample every N-th mutant per file (default per package)")
+    ap.add_argument("--stride", type=int, help="every N-th mutant per file (default per package)")
     ap.add_argument("--mutant", action="append", default=[], help="run these mutants only")
-    ap.add_argument("--report-only", action="store_true", help="tally the last results, run nothing")
+    ap.add_argument("--report-only", action="store_true", help="tally the last results only")
+    ap.add_argument("--rerun-survivors", action="store_true", help="run the sample's survivors")
     ap.add_argument("--survivors", action="store_true", help="list surviving mutants too")
     args = ap.parse_args()
 
@@ -113,20 +117,24 @@ def main() -> None:
         chosen = {"selected": args.mutant}
     if not args.report_only:
         for names in chosen.values():
+            if args.rerun_survivors:  # after new tests: a killed mutant stays killed
+                names = [n for n in names if status.get(n) in ("survived", "no tests")]
             run(names)
         status = results()
 
     report: dict[str, Any] = {
-        "tool": "mutmut " + _mutmut("--version", check=False).stdout.split()[-1]
-        if _mutmut("--version", check=False).stdout else "mutmut",
+        "tool": f"mutmut {version('mutmut')}",
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "seconds": round(time.monotonic() - start),
         "packages": {},
     }
     for package, names in chosen.items():
         entry = tally(names, status)
-        entry["stride"] = 1 if args.mutant else args.stride or PACKAGES[package][1]
-        entry["total_mutants"] = sum(1 for n in status if n.startswith(PACKAGES.get(
-            package, ("", 0))[0])) if not args.mutant else len(names)
+        if package in PACKAGES:
+            entry["stride"] = args.stride or PACKAGES[package][1]
+            entry["total_mutants"] = sum(1 for n in status if n.startswith(PACKAGES[package][0]))
+        else:
+            entry["stride"], entry["total_mutants"] = 1, len(names)
         if args.survivors:
             entry["survivors"] = [n for n in names if status.get(n) in ("survived", "no tests")]
         report["packages"][package] = entry

@@ -476,3 +476,18 @@ def test_a_failed_probe_with_no_relay_to_ask_still_costs_local_health() -> None:
     t1, _, _ = _first_probe(inst)
     run_until(inst, t1 + inst.config.probe_timeout * 2 + 1e-6)
     assert inst.stats.probe_failures == 2 and inst.health_score == 2
+
+
+def test_a_refuted_suspicions_timer_does_not_end_a_later_suspicion() -> None:
+    inst = make(peers=("b", "c", "d", "e"))
+    _, maximum = inst.suspicion_bounds()
+    _suspect_b_from_c(inst, 0.0)
+    inst.receive_messages(("b", 1), [ClaimMessage(Claim("b", 1, ALIVE, ("b", 1)))], 1.0)
+    assert (MemberEventKind.ALIVE, "b") in events(inst.drain())
+    again = ClaimMessage(Claim("b", 1, SUSPECT, ("b", 1), source="d"))
+    inst.receive_messages(("d", 1), [again], 2.0)
+    inst.drain()
+    # the first suspicion's deadline passes: the second one (2 s younger) still runs
+    timed_packets(inst, maximum + 1.0, acking=("b", 1))
+    assert inst.member("b").status is SUSPECT  # type: ignore[union-attr]
+    assert (MemberEventKind.DEAD, "b") in events(run_until(inst, 2.0 + maximum))
