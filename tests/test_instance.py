@@ -491,3 +491,15 @@ def test_a_refuted_suspicions_timer_does_not_end_a_later_suspicion() -> None:
     timed_packets(inst, maximum + 1.0, acking=("b", 1))
     assert inst.member("b").status is SUSPECT  # type: ignore[union-attr]
     assert (MemberEventKind.DEAD, "b") in events(run_until(inst, 2.0 + maximum))
+
+
+def test_a_suspicion_at_a_newer_incarnation_restarts_the_timer_and_still_ends_in_death() -> None:
+    inst = make(peers=("b", "c", "d", "e"))
+    _, maximum = inst.suspicion_bounds()
+    _suspect_b_from_c(inst, 0.0)
+    newer = ClaimMessage(Claim("b", 1, SUSPECT, ("b", 1), source="d"))
+    inst.receive_messages(("d", 1), [newer], 1.0)
+    inst.drain()
+    timed_packets(inst, 1.0 + maximum - 1e-6, acking=("b", 1))
+    assert inst.member("b").status is SUSPECT  # type: ignore[union-attr]
+    assert (MemberEventKind.DEAD, "b") in events(run_until(inst, 1.0 + maximum))
