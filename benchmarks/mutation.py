@@ -9,7 +9,7 @@ rates per package. Slow (tens of minutes); never part of ``scripts/test`` or CI.
     python -m benchmarks.mutation                      # all three packages, default strides
     python -m benchmarks.mutation --package peerhealth --stride 1
     python -m benchmarks.mutation --mutant 'leadership.quorum.voter.x_grant__mutmut_3'
-    python -m benchmarks.mutation --rerun-survivors    # after adding tests: the same sample
+    python -m benchmarks.mutation --rerun-survivors --since main   # after adding tests
     python -m benchmarks.mutation --report-only --survivors   # re-read the last results
 """
 
@@ -29,11 +29,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {
     "swimmesh/protocol": ("swimmesh.protocol.", 8),
-    "leadership": ("leadership.", 16),
+    "leadership/quorum": ("leadership.quorum.", 16),
+    "leadership": ("leadership.", 32),
     "peerhealth": ("peerhealth.", 8),
 }
-"""Package -> (mutant name prefix, default stride). The strides keep one run near 30 minutes
-on a busy 2-core machine; ``--stride 1`` runs every mutant."""
+"""Package -> (mutant name prefix, default stride). ``leadership`` here is the rest of the
+package, without ``leadership/quorum``. The strides keep one run of everything under an hour
+on a busy 2-core machine (the coordinator's mutants run its whole-cluster tests); ``--stride
+1`` runs every mutant."""
 
 SENTINEL = "generate.only.no.such.mutant*"
 _LINE = re.compile(r"^\s*(\S+): (.+)$")
@@ -63,11 +66,17 @@ def _order(name: str) -> tuple[str, int]:
     return (name[: m.start()], int(m.group(1))) if m else (name, 0)
 
 
-def sample(names: list[str], prefix: str, stride: int) -> list[str]:
-    """Every ``stride``-th mutant of each module under ``prefix``, first one included."""
+def _package_of(name: str) -> str | None:
+    """The most specific package whose prefix ``name`` starts with."""
+    found = [p for p, (prefix, _) in PACKAGES.items() if name.startswith(prefix)]
+    return max(found, key=len) if found else None
+
+
+def sample(names: list[str], package: str, stride: int) -> list[str]:
+    """Every ``stride``-th mutant of each module of ``package``, first one included."""
     by_module: dict[str, list[str]] = defaultdict(list)
     for name in names:
-        if name.startswith(prefix):
+        if _package_of(name) == package:
             by_module[name.split(".x", 1)[0]].append(name)
     picked: list[str] = []
     for module in sorted(by_module):
@@ -79,6 +88,27 @@ def run(names: list[str]) -> None:
     """Run exactly ``names`` (mutmut with no names would run every mutant)."""
     for i in range(0, len(names), 300):
         _mutmut("run", "--max-children", "1", *names[i : i + 300], check=False)
+
+
+def added_tests(since: str) -> set[str]:
+    """Names of the test functions added to tests/ since the git revision ``since``."""
+    diff = subprocess.run(
+        ["git", "diff", since, "--", "tests/"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    return set(re.findall(r"^\+(?:async )?def (test_\w+)", diff, re.MULTILINE))
+
+
+def reached_by(names: list[str], tests: set[str]) -> list[str]:
+    """The mutants whose function one of ``tests`` calls (mutmut's own call records); no
+    other surviving mutant can be killed by them."""
+    stats = json.loads((ROOT / "mutants" / "mutmut-stats.json").read_text(encoding="utf-8"))
+    calls = stats["tests_by_mangled_function_name"]
+    out = []
+    for name in names:
+        callers = calls.get(_INDEX.sub("", name), [])
+        if any(c.split("::")[-1].split("[")[0] in tests for c in callers):
+            out.append(name)
+    return out
 
 
 def tally(names: list[str], status: dict[str, str]) -> dict[str, Any]:
@@ -104,6 +134,8 @@ def main() -> None:
     ap.add_argument("--mutant", action="append", default=[], help="run these mutants only")
     ap.add_argument("--report-only", action="store_true", help="tally the last results only")
     ap.add_argument("--rerun-survivors", action="store_true", help="run the sample's survivors")
+    ap.add_argument("--since", help="with --rerun-survivors: only those a test added since this "
+                    "git revision reaches")
     ap.add_argument("--survivors", action="store_true", help="list surviving mutants too")
     args = ap.parse_args()
 
@@ -111,7 +143,7 @@ def main() -> None:
     if not args.report_only:
         generate()
     status = results()
-    chosen = {p: sample(list(status), PACKAGES[p][0], args.stride or PACKAGES[p][1])
+    chosen = {p: sample(list(status), p, args.stride or PACKAGES[p][1])
               for p in args.package or PACKAGES}
     if args.mutant:
         chosen = {"selected": args.mutant}
@@ -119,6 +151,10 @@ def main() -> None:
         for names in chosen.values():
             if args.rerun_survivors:  # after new tests: a killed mutant stays killed
                 names = [n for n in names if status.get(n) in ("survived", "no tests")]
+                if args.since:
+                    names = reached_by(names, added_tests(args.since))
+            elif not args.mutant:  # resume: what has a result keeps it
+                names = [n for n in names if status.get(n, "not checked") == "not checked"]
             run(names)
         status = results()
 
@@ -132,7 +168,7 @@ def main() -> None:
         entry = tally(names, status)
         if package in PACKAGES:
             entry["stride"] = args.stride or PACKAGES[package][1]
-            entry["total_mutants"] = sum(1 for n in status if n.startswith(PACKAGES[package][0]))
+            entry["total_mutants"] = sum(1 for n in status if _package_of(n) == package)
         else:
             entry["stride"], entry["total_mutants"] = 1, len(names)
         if args.survivors:

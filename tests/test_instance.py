@@ -503,3 +503,35 @@ def test_a_suspicion_at_a_newer_incarnation_restarts_the_timer_and_still_ends_in
     timed_packets(inst, 1.0 + maximum - 1e-6, acking=("b", 1))
     assert inst.member("b").status is SUSPECT  # type: ignore[union-attr]
     assert (MemberEventKind.DEAD, "b") in events(run_until(inst, 1.0 + maximum))
+
+
+def test_metadata_must_be_strings_keys_and_values_alike() -> None:
+    inst = make()
+    for bad in ({"port": 8080}, {7: "x"}):
+        with pytest.raises(TypeError, match="must be strings"):
+            inst.update_metadata(bad, 1.0)  # type: ignore[arg-type]
+    inst.update_metadata({"a": "1"}, 2.0)
+    inst.update_metadata({"a": "2"}, 3.0)
+    assert inst.local_member().meta_version == 2  # each update is newer than the last
+
+
+def test_sequence_numbers_are_fresh_and_wrap_at_32_bits() -> None:
+    inst = make()
+    first, second = inst.next_seq(), inst.next_seq()
+    assert first != second
+    inst._seq = 0xFFFF_FFFF
+    assert inst.next_seq() == 0
+
+
+def test_push_pull_interval_steps_up_just_above_32_nodes() -> None:
+    assert push_pull_scale(30, 33) == 60
+
+
+def test_the_core_counts_messages_in_and_packets_out() -> None:
+    inst = make()
+    inst.receive_messages(("x", 9), [Ping(1, "a", "x"), Ping(2, "a", "x")], 1.0)
+    sent = packets(inst.drain())
+    assert sent and inst.stats.packets_sent == len(sent)
+    inst.receive_messages(("x", 9), [Ping(3, "a", "x")], 2.0)
+    sent += packets(inst.drain())
+    assert inst.stats.messages_received == 3 and inst.stats.packets_sent == len(sent)
