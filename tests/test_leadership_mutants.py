@@ -1,0 +1,70 @@
+"""Leadership rules that surviving mutants showed no test pinned down (docs/testing.md,
+mutation testing): each test here fails with its mutant applied."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from leadership import InMemoryLeaseStore, LeadershipConfig, LeadershipConfigError
+from leadership.candidacy import Candidacy
+from leadership.config import parse_duration
+from leadership.scopes import LeadershipScope
+from leadership.scoring import candidate_metadata
+from leadership.testing import LocalMesh
+
+GLOBAL = LeadershipScope.global_control()
+
+
+class FixedClock:
+    def __init__(self, now: float = 0.0) -> None:
+        self.t = now
+
+    def now(self) -> float:
+        return self.t
+
+    def trio_time(self, local: float) -> float:
+        return local
+
+
+def test_a_timespan_with_days_counts_whole_days() -> None:
+    assert parse_duration("1.02:03:04", "k") == 86400 + 2 * 3600 + 3 * 60 + 4
+    assert parse_duration("00:00:01.5", "k") == 1.5
+
+
+def test_omnirelay_string_values_for_booleans_and_integers() -> None:
+    cfg = LeadershipConfig.from_mapping({"enabled": "true", "preempt": "Yes", "priority": "-3"})
+    assert cfg.enabled is True and cfg.preempt is True and cfg.priority == -3
+    cfg = LeadershipConfig.from_mapping({"enabled": "false", "preempt": "0"})
+    assert cfg.enabled is False and cfg.preempt is False
+
+
+def test_voters_without_a_quorum_mode_mean_a_static_quorum() -> None:
+    cfg = LeadershipConfig.from_mapping({"nodeId": "a", "voters": ["a", "b", "c"]})
+    assert cfg.quorum == "static" and cfg.voters == ("a", "b", "c")
+
+
+@pytest.mark.parametrize("node_id", ["", "   ", 7])
+def test_a_blank_or_non_string_node_id_is_refused(node_id: object) -> None:
+    with pytest.raises(LeadershipConfigError, match="nodeId"):
+        LeadershipConfig.from_mapping({"nodeId": node_id})
+
+
+def test_the_store_reports_term_zero_for_a_scope_it_never_saw() -> None:
+    assert InMemoryLeaseStore().last_term(GLOBAL) == 0
+
+
+@pytest.mark.parametrize("preempt", [False, True])
+def test_a_preferred_successor_exists_only_with_preempt(preempt: bool) -> None:
+    mesh = LocalMesh()
+    mesh.add("me", candidate_metadata(0, True, ("*",)))
+    mesh.add("boss", candidate_metadata(10, True, ("*",)))
+    clock = FixedClock(5.0)
+    config = LeadershipConfig(node_id="me", scopes=(GLOBAL,), preempt=preempt, stable_after=3.0)
+    candidacy = Candidacy(config, mesh.view("me"), "me", clock)
+    candidacy.note_stability("boss")
+    if preempt:
+        assert candidacy.preferred(GLOBAL) == ("boss", 8.0)
+    else:
+        assert candidacy.preferred(GLOBAL) == (None, math.inf)
