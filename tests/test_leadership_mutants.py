@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import attrs
 import pytest
 
 from leadership import InMemoryLeaseStore, LeadershipConfig, LeadershipConfigError
@@ -68,3 +69,9 @@ def test_a_preferred_successor_exists_only_with_preempt(preempt: bool) -> None:
         assert candidacy.preferred(GLOBAL) == ("boss", 8.0)
     else:
         assert candidacy.preferred(GLOBAL) == (None, math.inf)
+
+
+def test_a_well_known_scope_declared_as_custom_keeps_its_roles() -> None:
+    scope = LeadershipScope.custom("global-control", roles=("dispatcher",))
+    assert scope == attrs.evolve(LeadershipScope.global_control(), roles=("dispatcher",))
+    assert LeadershipScope.custom("global-control") == LeadershipScope.global_control()
