@@ -4,9 +4,15 @@ mutation testing): each test here fails with its mutant applied."""
 from __future__ import annotations
 
 import json
+from contextlib import AsyncExitStack
+from typing import Any
 
 import pytest
+import trio
+import trio.testing
 
+from leadership import LeadershipScope, LeaseOutcome
+from leadership.clock import TrioTime
 from leadership.quorum import (
     Abandoned,
     FilePromises,
@@ -25,7 +31,9 @@ from leadership.quorum import (
     encode,
 )
 from leadership.quorum.reconfig import ChangePhase, ConfigChange
+from leadership.quorum.store import QuorumLeaseStore
 from leadership.quorum.wire import MAX_ENTRIES, READ_TERM, ConfigPrepared
+from leadership.testing import LocalMesh, LocalMessenger
 from leadership.tokens import Holder
 
 D = 10.0
@@ -183,3 +191,65 @@ def test_a_request_of_exactly_the_most_entries_allowed_is_accepted() -> None:
     too_many = LeaseRequest(A, 1, (*entries, RoundEntry("one-more", 1, 0, D)))
     with pytest.raises(QuorumWireError, match="at most"):
         decode(encode(too_many))
+
+
+# ---------------------------------------------------------------- the store's answers
+
+STORE_SCOPE = LeadershipScope.custom("orders")
+
+
+async def open_stores(stack: AsyncExitStack, mesh: LocalMesh, names: list[str], **kw: Any):
+    stores: dict[str, QuorumLeaseStore] = {}
+    for name in names:
+        mesh.add(name)
+        stores[name] = await stack.enter_async_context(
+            QuorumLeaseStore.open(
+                LocalMessenger(mesh, name),
+                config=CONFIG,
+                clock=TrioTime(),
+                max_duration=D,
+                promises=MemoryPromises() if name in CONFIG.voters else None,
+                **kw,
+            )
+        )
+    return stores
+
+
+@pytest.fixture
+def clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+async def test_the_leaders_own_read_says_it_holds_the_lease(clock: object) -> None:
+    async with AsyncExitStack() as stack:
+        stores = await open_stores(stack, LocalMesh(), ["v1", "v2", "v3", "c1"])
+        a = Holder("c1", "x")
+        assert (await stores["c1"].acquire(STORE_SCOPE, a, D)).outcome is LeaseOutcome.GRANTED
+        mine = await stores["c1"].get(STORE_SCOPE)
+        assert mine.outcome is LeaseOutcome.LEASE_HELD and mine.lease is not None
+        assert mine.lease.holder == a and mine.lease.term == 1
+        assert 0 < mine.lease.remaining <= D and mine.lease.duration == mine.lease.remaining
+
+
+async def test_a_read_no_voter_majority_answers_is_unavailable(clock: object) -> None:
+    mesh = LocalMesh()
+    async with AsyncExitStack() as stack:
+        stores = await open_stores(stack, mesh, ["v1", "v2", "v3", "c1"], round_timeout=1.0)
+        mesh.unreachable.add("c1")
+        read = await stores["c1"].get(STORE_SCOPE)
+        assert read.outcome is LeaseOutcome.STORE_UNAVAILABLE and read.lease is None
+
+
+async def test_an_answer_from_a_notice_carries_the_time_left(clock: object) -> None:
+    names = ["v1", "v2", "v3", "c1", "c2"]
+    async with AsyncExitStack() as stack:
+        stores = await open_stores(stack, LocalMesh(), names, peers=lambda: list(names))
+        a, b = Holder("c1", "x"), Holder("c2", "y")
+        feed = stores["c2"].watch()
+        await stores["c2"].get(STORE_SCOPE)  # c2 takes part in the scope
+        assert (await stores["c1"].acquire(STORE_SCOPE, a, D)).outcome is LeaseOutcome.GRANTED
+        with trio.fail_after(5):
+            await feed.__anext__()
+        held = await stores["c2"].acquire(STORE_SCOPE, b, D)
+        assert held.detail == "known incumbent" and held.lease is not None
+        assert held.lease.holder == a and 0 < held.lease.duration == held.lease.remaining <= D
