@@ -535,3 +535,11 @@ def test_the_core_counts_messages_in_and_packets_out() -> None:
     inst.receive_messages(("x", 9), [Ping(3, "a", "x")], 2.0)
     sent += packets(inst.drain())
     assert inst.stats.messages_received == 3 and inst.stats.packets_sent == len(sent)
+
+
+def test_anti_entropy_exchanges_state_with_a_peer_every_push_pull_interval() -> None:
+    inst = make(peers=("b",))
+    interval = inst.config.push_pull_interval
+    out = run_until(inst, 2 * interval + 1e-6)
+    exchanges = [o for o in out if isinstance(o, StartStream) and isinstance(o.message, PushPull)]
+    assert exchanges and all(o.address == ("b", 1) for o in exchanges)
