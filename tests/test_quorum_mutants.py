@@ -32,7 +32,14 @@ from leadership.quorum import (
 )
 from leadership.quorum.reconfig import ChangePhase, ConfigChange
 from leadership.quorum.store import QuorumLeaseStore
-from leadership.quorum.wire import MAX_ENTRIES, READ_TERM, ConfigPrepared
+from leadership.quorum.wire import (
+    MAX_ENTRIES,
+    READ_TERM,
+    ConfigCommit,
+    ConfigCommitted,
+    ConfigPrepare,
+    ConfigPrepared,
+)
 from leadership.testing import LocalMesh, LocalMessenger
 from leadership.tokens import Holder
 
@@ -253,3 +260,18 @@ async def test_an_answer_from_a_notice_carries_the_time_left(clock: object) -> N
         held = await stores["c2"].acquire(STORE_SCOPE, b, D)
         assert held.detail == "known incumbent" and held.lease is not None
         assert held.lease.holder == a and 0 < held.lease.duration == held.lease.remaining <= D
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        ConfigPrepare(CONFIG, CONFIG.with_added("v4")),
+        ConfigPrepared("v1", 2, True, (("s", 3), ("t", 1))),
+        ConfigPrepared("v2", 2, False, (), 4.5, "epoch 1 was committed too recently"),
+        ConfigCommit(CONFIG.with_added("v4"), (("s", 3),)),
+        ConfigCommitted("v4", 2, True),
+        ConfigCommitted("v3", 2, False),
+    ],
+)
+def test_every_voter_set_change_message_survives_the_wire(message: object) -> None:
+    assert decode(encode(message)) == message  # type: ignore[arg-type]
