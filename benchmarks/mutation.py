@@ -3,12 +3,13 @@
 Runs mutmut (configured under ``[tool.mutmut]`` in pyproject.toml: the fast test files, a
 per-test timeout) on one worker at low priority, a fixed sample of each package's mutants
 (every ``stride``-th mutant of each file, in name order), and prints JSON, then a table of kill
-rates per package. Slow (tens of minutes); never part of ``scripts/test`` or CI.
+rates per package. Slow (about an hour); never part of ``scripts/test`` or CI. Changing the
+test selection in pyproject.toml makes mutmut drop every cached result.
 
     pip install mutmut   # into the project's venv; not a test dependency
-    python -m benchmarks.mutation                      # all three packages, default strides
+    python -m benchmarks.mutation --survivors          # every package, the default sample
     python -m benchmarks.mutation --package peerhealth --stride 1
-    python -m benchmarks.mutation --mutant 'leadership.quorum.voter.x_grant__mutmut_3'
+    python -m benchmarks.mutation --mutant NAME        # one mutant (``mutmut show NAME``)
     python -m benchmarks.mutation --rerun-survivors --since main   # after adding tests
     python -m benchmarks.mutation --report-only --survivors   # re-read the last results
 """
@@ -16,6 +17,7 @@ rates per package. Slow (tens of minutes); never part of ``scripts/test`` or CI.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import re
 import subprocess
@@ -138,6 +140,8 @@ def main() -> None:
                     "git revision reaches")
     ap.add_argument("--survivors", action="store_true", help="list surviving mutants too")
     args = ap.parse_args()
+    if importlib.util.find_spec("mutmut") is None:
+        sys.exit("mutmut is not installed: pip install mutmut (into this venv only)")
 
     start = time.monotonic()
     if not args.report_only:
