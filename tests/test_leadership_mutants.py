@@ -19,6 +19,8 @@ GLOBAL = LeadershipScope.global_control()
 
 
 class FixedClock:
+    """A lease clock that stays where the test puts it."""
+
     def __init__(self, now: float = 0.0) -> None:
         self.t = now
 
