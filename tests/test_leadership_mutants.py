@@ -4,6 +4,7 @@ mutation testing): each test here fails with its mutant applied."""
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 import attrs
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from leadership import InMemoryLeaseStore, LeadershipConfig, LeadershipConfigError
 from leadership.candidacy import Candidacy
 from leadership.config import parse_duration
+from leadership.hub import utc_now as hub_utc_now
 from leadership.scopes import LeadershipScope
 from leadership.scoring import candidate_metadata
 from leadership.testing import LocalMesh
@@ -77,3 +79,7 @@ def test_a_well_known_scope_declared_as_custom_keeps_its_roles() -> None:
     scope = LeadershipScope.custom("global-control", roles=("dispatcher",))
     assert scope == attrs.evolve(LeadershipScope.global_control(), roles=("dispatcher",))
     assert LeadershipScope.custom("global-control") == LeadershipScope.global_control()
+
+
+def test_event_times_are_utc() -> None:
+    assert hub_utc_now().utcoffset() == timedelta(0)

@@ -9,6 +9,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from peerhealth import (
     BackpressureMonitor,
+    BackpressureSignal,
     PeerHealth,
     PeerHealthCollector,
     PeerLeaseHandle,
@@ -17,6 +18,7 @@ from peerhealth import (
 )
 from peerhealth.providers import merge_peer
 from peerhealth.replication import CheckpointingSink, ReplicationEventKind, ReplicationSource
+from peerhealth.tracker import utc_now as tracker_utc_now
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -98,3 +100,21 @@ def test_health_transitions_are_counted_by_direction() -> None:
     name = "omnirelay_peer_lease_health_transitions_total"
     assert registry.get_sample_value(name, {"direction": "to_unhealthy"}) == 1
     assert registry.get_sample_value(name, {"direction": "to_healthy"}) == 1
+
+
+def test_a_removed_listener_hears_nothing_more() -> None:
+    monitor = BackpressureMonitor(4, 2, cooldown=0, monotonic=lambda: 0.0, wall=lambda: T0)
+    heard: list[bool] = []
+
+    def listener(signal: BackpressureSignal) -> None:
+        heard.append(signal.is_active)
+
+    monitor.add_listener(listener)
+    monitor.observe(5)
+    monitor.remove_listener(listener)
+    monitor.observe(1)
+    assert heard == [True]
+
+
+def test_the_default_wall_clock_is_utc() -> None:
+    assert tracker_utc_now().utcoffset() == timedelta(0)
