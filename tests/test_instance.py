@@ -552,3 +552,16 @@ def test_anti_entropy_exchanges_state_with_a_live_peer_every_push_pull_interval(
                 inst.stream_reply(o.request_id, None, t)  # the exchange failed; try again later
     assert inst.member("b").status is ALIVE  # type: ignore[union-attr]
     assert len(exchanges) >= 2 and all(o.address == ("b", 1) for _, o in exchanges)
+
+
+def test_reassertion_memory_is_bounded_and_keeps_working_past_its_size() -> None:
+    inst = make(peers=("b",))
+    inst.receive_messages(("b", 1), [ClaimMessage(Claim("a", 0, SUSPECT, ("a", 1)))], 1.0)
+    inst.drain()
+    stale = [ClaimMessage(Claim("a", 0, SUSPECT, ("a", 1), source="x"))]
+    for i in range(4200):  # more peers than it remembers, each repeating the old suspicion
+        inst.receive_messages((f"peer-{i}", 1), stale, 2.0)
+    told = {a for a, _ in packets(inst.drain())}
+    later = inst.config.probe_interval + 3.0
+    inst.receive_messages(("late", 1), stale, later)
+    assert len(told) == 4200 and [a for a, _ in packets(inst.drain())] == [("late", 1)]
