@@ -565,3 +565,12 @@ def test_reassertion_memory_is_bounded_and_keeps_working_past_its_size() -> None
     later = inst.config.probe_interval + 3.0
     inst.receive_messages(("late", 1), stale, later)
     assert len(told) == 4200 and [a for a, _ in packets(inst.drain())] == [("late", 1)]
+
+
+def test_the_stream_fallback_ping_gets_the_rest_of_the_probe_interval() -> None:
+    inst = make(peers=("b", "c", "d"))
+    t0, _, _ = _first_probe(inst)
+    cfg = inst.config
+    out = run_until(inst, t0 + cfg.probe_timeout)
+    [stream] = [o for o in out if isinstance(o, StartStream) and isinstance(o.message, StreamPing)]
+    assert stream.timeout == pytest.approx(cfg.probe_interval - cfg.probe_timeout)
