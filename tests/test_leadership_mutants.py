@@ -9,13 +9,22 @@ from datetime import timedelta
 import attrs
 import pytest
 
-from leadership import InMemoryLeaseStore, LeadershipConfig, LeadershipConfigError
+from leadership import (
+    InMemoryLeaseStore,
+    LeadershipConfig,
+    LeadershipConfigError,
+    LeaseOutcome,
+    LeaseResult,
+)
 from leadership.candidacy import Candidacy
-from leadership.config import parse_duration
+from leadership.config import MAX_PRIORITY, parse_duration
 from leadership.hub import utc_now as hub_utc_now
+from leadership.metrics import LeadershipMetrics
+from leadership.rounds import StoreRounds
 from leadership.scopes import LeadershipScope
 from leadership.scoring import candidate_metadata
 from leadership.testing import LocalMesh
+from leadership.tokens import Holder
 
 GLOBAL = LeadershipScope.global_control()
 
@@ -83,3 +92,37 @@ def test_a_well_known_scope_declared_as_custom_keeps_its_roles() -> None:
 
 def test_event_times_are_utc() -> None:
     assert hub_utc_now().utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize("priority", [-MAX_PRIORITY, MAX_PRIORITY])
+def test_the_priority_bounds_themselves_are_allowed(priority: int) -> None:
+    assert LeadershipConfig(node_id="a", priority=priority).priority == priority
+    with pytest.raises(LeadershipConfigError, match="priority"):
+        LeadershipConfig(node_id="a", priority=priority + (1 if priority > 0 else -1))
+
+
+class FixedStore:
+    """A lease store whose every call has the same outcome."""
+
+    def __init__(self, outcome: LeaseOutcome) -> None:
+        self.outcome = outcome
+
+    async def get(self, scope: LeadershipScope) -> LeaseResult:
+        return LeaseResult(self.outcome)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "counted"), [(LeaseOutcome.VACANT, 0), (LeaseOutcome.STORE_UNAVAILABLE, 2)]
+)
+async def test_only_unavailable_store_calls_are_counted(
+    outcome: LeaseOutcome, counted: int
+) -> None:
+    metrics = LeadershipMetrics()
+    store = FixedStore(outcome)
+    rounds = StoreRounds(store, Holder("a", "boot"), metrics, timeout=1.0)  # type: ignore[arg-type]
+    for _ in range(2):
+        assert (await rounds.get(GLOBAL)).outcome is outcome
+    value = metrics.registry.get_sample_value(
+        "swimmesh_leadership_store_unavailable_total", {"operation": "get"}
+    )
+    assert (value or 0) == counted
