@@ -411,3 +411,166 @@ def test_without_the_stream_answer_the_probe_still_fails() -> None:
     inst.stream_reply(stream.request_id, None, t0 + 0.6)  # connection refused
     out = run_until(inst, t0 + inst.config.probe_interval)
     assert (MemberEventKind.SUSPECT, ping.target) in events(out)
+
+
+def test_plain_swim_declares_an_unconfirmed_suspect_dead_at_the_minimum() -> None:
+    inst = make(peers=("b", "c", "d", "e"), lifeguard=False)
+    _suspect_b_from_c(inst)
+    minimum, maximum = inst.suspicion_bounds()
+    assert minimum < maximum
+    timed_packets(inst, minimum - 1e-6, acking=("b", 1))
+    assert inst.member("b").status is SUSPECT  # type: ignore[union-attr]
+    out = run_until(inst, minimum)  # no confirmation at all: still the fixed minimum
+    assert (MemberEventKind.DEAD, "b") in events(out)
+
+
+def test_lifeguard_expects_no_confirmations_when_too_few_members_could_give_them() -> None:
+    # 3 members: at most one other could confirm, fewer than suspicion_mult - 2 = 2, so the
+    # timeout is the minimum from the start instead of a maximum nobody can shorten.
+    inst = make(peers=("b", "c"))
+    assert inst.config.suspicion_mult - 2 > 1
+    _suspect_b_from_c(inst)
+    minimum, _ = inst.suspicion_bounds()
+    timed_packets(inst, minimum - 1e-6, acking=("b", 1))
+    assert inst.member("b").status is SUSPECT  # type: ignore[union-attr]
+    assert (MemberEventKind.DEAD, "b") in events(run_until(inst, minimum))
+
+
+def test_an_impostor_alive_claim_at_our_incarnation_is_refuted() -> None:
+    inst = make(peers=("b",))
+    same = ClaimMessage(Claim("a", 0, ALIVE, inst.config.advertise_address))
+    inst.receive_messages(("b", 1), [same], 1.0)
+    inst.drain()
+    assert inst.incarnation == 0 and inst.stats.refutations == 0  # our own claim: nothing to do
+    impostor = ClaimMessage(Claim("a", 0, ALIVE, ("elsewhere", 9)))
+    inst.receive_messages(("b", 1), [impostor], 2.0)
+    inst.drain()
+    assert inst.incarnation == 1 and inst.stats.refutations == 1
+
+
+def test_a_peer_repeating_a_refuted_suspicion_is_told_our_incarnation_once_per_interval() -> None:
+    inst = make(peers=("b", "c"))
+    suspicion = ClaimMessage(Claim("a", 0, SUSPECT, ("a", 1), source="b"))
+    inst.receive_messages(("b", 1), [suspicion], 1.0)
+    inst.drain()
+    assert inst.incarnation == 1
+    mine = ClaimMessage(Claim("a", 1, ALIVE, inst.config.advertise_address))
+
+    def told_c(now: float, status: MemberStatus) -> bool:
+        stale = ClaimMessage(Claim("a", 0, status, ("a", 1), source="c"))
+        inst.receive_messages(("c", 1), [stale], now)
+        return any(a == ("c", 1) and mine in ms for a, ms in packets(inst.drain()))
+
+    assert not told_c(2.0, ALIVE)  # a stale alive claim needs no answer
+    assert told_c(2.5, SUSPECT)  # a stale suspicion: c missed the refutation
+    assert not told_c(2.6, SUSPECT)  # at most once per probe interval
+    assert told_c(2.5 + inst.config.probe_interval + 0.01, DEAD)
+
+
+def test_a_failed_probe_with_no_relay_to_ask_still_costs_local_health() -> None:
+    # Two members: no one to ping-req, so no nacks were expected; each failure counts 1.
+    inst = make(peers=("b",))
+    t0, _, _ = _first_probe(inst)
+    run_until(inst, t0 + inst.config.probe_interval)
+    assert inst.stats.probe_failures == 1 and inst.health_score == 1
+    t1, _, _ = _first_probe(inst)
+    run_until(inst, t1 + inst.config.probe_timeout * 2 + 1e-6)
+    assert inst.stats.probe_failures == 2 and inst.health_score == 2
+
+
+def test_a_refuted_suspicions_timer_does_not_end_a_later_suspicion() -> None:
+    inst = make(peers=("b", "c", "d", "e"))
+    _, maximum = inst.suspicion_bounds()
+    _suspect_b_from_c(inst, 0.0)
+    inst.receive_messages(("b", 1), [ClaimMessage(Claim("b", 1, ALIVE, ("b", 1)))], 1.0)
+    assert (MemberEventKind.ALIVE, "b") in events(inst.drain())
+    again = ClaimMessage(Claim("b", 1, SUSPECT, ("b", 1), source="d"))
+    inst.receive_messages(("d", 1), [again], 2.0)
+    inst.drain()
+    # the first suspicion's deadline passes: the second one (2 s younger) still runs
+    timed_packets(inst, maximum + 1.0, acking=("b", 1))
+    assert inst.member("b").status is SUSPECT  # type: ignore[union-attr]
+    assert (MemberEventKind.DEAD, "b") in events(run_until(inst, 2.0 + maximum))
+
+
+def test_a_suspicion_at_a_newer_incarnation_restarts_the_timer_and_still_ends_in_death() -> None:
+    inst = make(peers=("b", "c", "d", "e"))
+    _, maximum = inst.suspicion_bounds()
+    _suspect_b_from_c(inst, 0.0)
+    newer = ClaimMessage(Claim("b", 1, SUSPECT, ("b", 1), source="d"))
+    inst.receive_messages(("d", 1), [newer], 1.0)
+    inst.drain()
+    timed_packets(inst, 1.0 + maximum - 1e-6, acking=("b", 1))
+    assert inst.member("b").status is SUSPECT  # type: ignore[union-attr]
+    assert (MemberEventKind.DEAD, "b") in events(run_until(inst, 1.0 + maximum))
+
+
+def test_metadata_must_be_strings_keys_and_values_alike() -> None:
+    inst = make()
+    for bad in ({"port": 8080}, {7: "x"}):
+        with pytest.raises(TypeError, match="must be strings"):
+            inst.update_metadata(bad, 1.0)  # type: ignore[arg-type]
+    inst.update_metadata({"a": "1"}, 2.0)
+    inst.update_metadata({"a": "2"}, 3.0)
+    assert inst.local_member().meta_version == 2  # each update is newer than the last
+
+
+def test_sequence_numbers_are_fresh_and_wrap_at_32_bits() -> None:
+    inst = make()
+    first, second = inst.next_seq(), inst.next_seq()
+    assert first != second
+    inst._seq = 0xFFFF_FFFF
+    assert inst.next_seq() == 0
+
+
+def test_push_pull_interval_steps_up_just_above_32_nodes() -> None:
+    assert push_pull_scale(30, 33) == 60
+
+
+def test_the_core_counts_messages_in_and_packets_out() -> None:
+    inst = make()
+    inst.receive_messages(("x", 9), [Ping(1, "a", "x"), Ping(2, "a", "x")], 1.0)
+    sent = packets(inst.drain())
+    assert sent and inst.stats.packets_sent == len(sent)
+    inst.receive_messages(("x", 9), [Ping(3, "a", "x")], 2.0)
+    sent += packets(inst.drain())
+    assert inst.stats.messages_received == 3 and inst.stats.packets_sent == len(sent)
+
+
+def test_anti_entropy_exchanges_state_with_a_live_peer_every_push_pull_interval() -> None:
+    inst = make(peers=("b",))
+    exchanges: list[tuple[float, StartStream]] = []
+    while (t := inst.next_deadline()) <= 2 * inst.config.push_pull_interval:
+        inst.tick(t)
+        for o in inst.drain():
+            if isinstance(o, SendPacket):  # b is alive: it acks every probe
+                for m in codec.decode_packet(o.data):
+                    if isinstance(m, Ping):
+                        inst.receive_messages(o.address, [Ack(m.seq)], t)
+            elif isinstance(o, StartStream) and isinstance(o.message, PushPull):
+                exchanges.append((t, o))
+                inst.stream_reply(o.request_id, None, t)  # the exchange failed; try again later
+    assert inst.member("b").status is ALIVE  # type: ignore[union-attr]
+    assert len(exchanges) >= 2 and all(o.address == ("b", 1) for _, o in exchanges)
+
+
+def test_reassertion_memory_is_bounded_and_keeps_working_past_its_size() -> None:
+    inst = make(peers=("b",))
+    inst.receive_messages(("b", 1), [ClaimMessage(Claim("a", 0, SUSPECT, ("a", 1)))], 1.0)
+    inst.drain()
+    stale = [ClaimMessage(Claim("a", 0, SUSPECT, ("a", 1), source="x"))]
+    for i in range(4200):  # more peers than it remembers, each repeating the old suspicion
+        inst.receive_messages((f"peer-{i}", 1), stale, 2.0)
+    told = {a for a, _ in packets(inst.drain())}
+    later = inst.config.probe_interval + 3.0
+    inst.receive_messages(("late", 1), stale, later)
+    assert len(told) == 4200 and [a for a, _ in packets(inst.drain())] == [("late", 1)]
+
+
+def test_the_stream_fallback_ping_gets_the_rest_of_the_probe_interval() -> None:
+    inst = make(peers=("b", "c", "d"))
+    t0, _, _ = _first_probe(inst)
+    cfg = inst.config
+    out = run_until(inst, t0 + cfg.probe_timeout)
+    [stream] = [o for o in out if isinstance(o, StartStream) and isinstance(o.message, StreamPing)]
+    assert stream.timeout == pytest.approx(cfg.probe_interval - cfg.probe_timeout)

@@ -10,7 +10,8 @@ from swimmesh.config import ConfigError, MeshConfig, parse_address
 from swimmesh.protocol.awareness import Awareness
 from swimmesh.protocol.broadcasts import BroadcastQueue
 from swimmesh.protocol.sampling import ProbeOrder
-from swimmesh.protocol.suspicion import Suspicion
+from swimmesh.protocol.stats import RTT_BUCKETS_MS, RttHistogram
+from swimmesh.protocol.suspicion import Suspicion, suspicion_timeout
 from swimmesh.protocol.timers import TimerQueue
 
 
@@ -116,3 +117,30 @@ def test_overrides_and_clear_errors() -> None:
         parse_address("h:70000")
     with pytest.raises(ConfigError, match="preset"):
         MeshConfig.from_preset("lann", name="n")
+
+
+def test_suspicion_timeout_follows_the_formula_at_each_confirmation() -> None:
+    # max - (max - min) * log(c + 1) / log(k + 1), floored at min; k = 0 means the minimum.
+    assert suspicion_timeout(4.0, 24.0, 0, 0) == 4.0
+    assert suspicion_timeout(4.0, 24.0, 0, 1) == 24.0  # one expected, none yet: the maximum
+    assert suspicion_timeout(4.0, 24.0, 1, 1) == 4.0
+    assert suspicion_timeout(4.0, 24.0, 1, 3) == pytest.approx(14.0)  # log 2 / log 4 = 1/2
+    assert suspicion_timeout(4.0, 24.0, 3, 3) == 4.0
+
+
+def test_due_timers_behind_a_cancelled_one_run_in_the_same_tick() -> None:
+    q = TimerQueue()
+    ran: list[float] = []
+    q.schedule(1.0, ran.append).cancel()
+    q.schedule(2.0, ran.append)
+    q.schedule(3.0, ran.append)
+    assert q.run_due(2.5) == 1 and ran == [2.5]
+    assert q.next_deadline() == 3.0
+
+
+def test_rtt_histogram_counts_each_round_trip_in_its_bucket() -> None:
+    h = RttHistogram()
+    for rtt in (0.2, 0.7, 0.7, 3000.0):
+        h.observe(rtt)
+    assert h.counts[0] == 1 and h.counts[1] == 2 and h.counts[len(RTT_BUCKETS_MS)] == 1
+    assert sum(h.counts) == 4 and h.total_ms == pytest.approx(3001.6)
