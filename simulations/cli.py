@@ -41,9 +41,7 @@ def latency(text: str) -> tuple[float, float]:
         mean = duration(mean_text) if mean_text.strip() not in ("0", "") else 0.0
         jitter = duration(jitter_text) if jitter_text.strip() not in ("0", "") else 0.0
     except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not MEAN[:JITTER] like 2ms:1ms"
-        ) from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not MEAN[:JITTER] like 2ms:1ms") from None
     if jitter > mean:
         raise argparse.ArgumentTypeError(f"{text!r}: the jitter must not exceed the mean")
     return mean, jitter
@@ -121,9 +119,7 @@ def add_scenarios(simulate: Any) -> None:
         if "kills" in scenario.flags:
             p.add_argument("--kills", type=int, default=3, help="nodes crashed (default 3)")
         if "restart" in scenario.flags:
-            p.add_argument(
-                "--restart", action="store_true", help="restart each with a new boot id"
-            )
+            p.add_argument("--restart", action="store_true", help="restart each with a new boot id")
         if "drift" in scenario.flags:
             p.add_argument(
                 "--drift", type=float, default=0.02, help="clock rate error (default 0.02)"
@@ -138,9 +134,9 @@ def add_scenarios(simulate: Any) -> None:
         if "inject" in scenario.flags:
             p.add_argument(
                 "--inject",
-                choices=["store-amnesia"],
+                choices=["store-amnesia", "slow-clock"],
                 default=None,
-                help="a fault the safety checker must catch (negative control, --quorum none)",
+                help="a fault the safety checker must catch (negative control)",
             )
         p.add_argument("--out", type=Path, default=None, help="write the JSON (and plots) here")
         p.add_argument("--plot", action="store_true", help="write PNG charts into --out (or .)")
@@ -182,11 +178,14 @@ def check(scenario: Scenario, options: Options) -> None:
         )
     if options.scopes < 1:
         raise SimulationError(f"--scopes must be at least 1 (got {options.scopes})")
-    if scenario.name == "partition" and options.nodes is not None:
-        if len(options.split) > options.nodes:
-            raise SimulationError(
-                f"--split has {len(options.split)} sides but there are only {options.nodes} nodes"
-            )
+    if (
+        scenario.name == "partition"
+        and options.nodes is not None
+        and len(options.split) > options.nodes
+    ):
+        raise SimulationError(
+            f"--split has {len(options.split)} sides but there are only {options.nodes} nodes"
+        )
 
 
 def plots_available() -> bool:

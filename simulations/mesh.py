@@ -283,9 +283,11 @@ class Leadership:
                             max_duration=self.config.lease_duration,
                             max_drift=self.config.max_clock_drift,
                             promises=self.promises[name] if name in self.voters else None,
-                            peers=lambda: [m.name for m in mesh_names[name].alive_members()]
-                            if name in mesh_names
-                            else [],
+                            peers=lambda: (
+                                [m.name for m in mesh_names[name].alive_members()]
+                                if name in mesh_names
+                                else []
+                            ),
                         )
                     )
                 coordinator = await stack.enter_async_context(
@@ -308,7 +310,9 @@ class Leadership:
 
     def leaders(self, scope: str, among: Sequence[str] | None = None) -> list[str]:
         names = among if among is not None else list(self.coordinators)
-        return [n for n in names if n in self.coordinators and self.coordinators[n].is_leader(scope)]
+        return [
+            n for n in names if n in self.coordinators and self.coordinators[n].is_leader(scope)
+        ]
 
     def all_led(self, among: Sequence[str] | None = None) -> bool:
         return all(len(self.leaders(s.key, among)) == 1 for s in self.scopes)

@@ -48,8 +48,10 @@ def tables(result: Mapping[str, Any]) -> list[Table]:
     for key, value in result["figures"].items():
         if isinstance(value, list) and value and isinstance(value[0], Mapping):
             lists.append(_rows(key, value))
-        elif isinstance(value, Mapping) and value and all(
-            isinstance(v, Mapping) for v in value.values()
+        elif (
+            isinstance(value, Mapping)
+            and value
+            and all(isinstance(v, Mapping) for v in value.values())
         ):
             for sub, inner in value.items():
                 main.add_row(f"{key.replace('_', ' ')}: {sub}", _cell(inner))

@@ -4,8 +4,11 @@ times (each comes back with a new boot id) and time the failover of every scope 
 ``clock-skew`` runs the same with every node's lease clock offset by up to 100 s and running
 fast or slow by up to ``--drift`` (rate in ``[1 - drift, 1 + drift]``). Both report the
 failover distribution, whether fences only ever rose, and the safety checker's verdict.
-``--inject store-amnesia`` wipes the in-memory store's records mid-run (a store that lost its
-data): a negative control the checker must catch.
+Two negative controls the checker must catch (``--inject``): ``store-amnesia`` wipes the
+in-memory store's records before the last kill (a store that lost its data: fences start over);
+``slow-clock`` (``--quorum static``) does not crash the last leader but cuts it off from
+everyone with its lease clock slowed to a fifth, far outside ``max_clock_drift``, so it
+believes in its lease long after the majority elected a successor (two leaders at once).
 """
 
 from __future__ import annotations
@@ -15,14 +18,35 @@ from typing import Any
 
 import trio
 
-from swimmesh import SkewedClock
-
 from ..harness import Options, Progress, SimulationError, r, result, run_virtual, spread, sub_seed
 from ..mesh import Leadership, SimMesh
 
 SETTLE = 10.0
 FAILOVER_WITHIN = 60.0
-INJECTIONS = ("store-amnesia",)
+INJECTIONS = {"store-amnesia": "none", "slow-clock": "static"}
+"""Each negative control, and the --quorum it needs."""
+SLOW = 0.2
+"""The rate of the cut-off leader's lease clock under ``--inject slow-clock``."""
+
+
+class SimClock:
+    """A lease clock with an offset and a rate error whose rate can change mid-run (time stays
+    continuous): what the ``slow-clock`` negative control needs."""
+
+    def __init__(self, offset: float = 0.0, rate: float = 1.0) -> None:
+        self.offset = offset
+        self.rate = rate
+
+    def now(self) -> float:
+        return self.offset + self.rate * trio.current_time()
+
+    def trio_time(self, local: float) -> float:
+        return (local - self.offset) / self.rate
+
+    def set_rate(self, rate: float) -> None:
+        now = trio.current_time()
+        self.offset += (self.rate - rate) * now
+        self.rate = rate
 
 
 def planned(options: Options) -> float:
@@ -45,8 +69,10 @@ def _start(name: str, options: Options, progress: Progress, *, skew: bool) -> di
     if options.inject is not None:
         if options.inject not in INJECTIONS:
             raise SimulationError(f"--inject knows {', '.join(INJECTIONS)} (got {options.inject})")
-        if options.quorum != "none":
-            raise SimulationError("--inject store-amnesia needs --quorum none (the shared store)")
+        if options.quorum != INJECTIONS[options.inject]:
+            raise SimulationError(
+                f"--inject {options.inject} needs --quorum {INJECTIONS[options.inject]}"
+            )
     progress.plan(planned(options), name)
     return run_virtual(lambda: _run(name, options, skew), seed=options.seed, progress=progress)
 
@@ -55,17 +81,17 @@ async def _run(name: str, options: Options, skew: bool) -> dict[str, Any]:
     gap = float(options.duration or 0)
     rng = random.Random(sub_seed(options.seed, "failover"))
     clock_rng = random.Random(sub_seed(options.seed, "clocks"))
-    skews: dict[str, SkewedClock] = {}
+    skews: dict[str, SimClock] = {}
 
-    def clock(node: str) -> SkewedClock:
+    def clock(node: str) -> SimClock:
         if node not in skews:
             if skew:
-                skews[node] = SkewedClock(
+                skews[node] = SimClock(
                     offset=clock_rng.uniform(-100, 100),
                     rate=clock_rng.uniform(1 - options.drift, 1 + options.drift),
                 )
             else:
-                skews[node] = SkewedClock()
+                skews[node] = SimClock()
         return skews[node]
 
     async with (
@@ -82,15 +108,24 @@ async def _run(name: str, options: Options, skew: bool) -> dict[str, Any]:
             leaders = leadership.leaders(global_scope)
             victim = leaders[0] if leaders else rng.choice(mesh.names)
             led = [s.key for s in leadership.scopes if leadership.leaders(s.key) == [victim]]
-            if options.inject == "store-amnesia" and i == options.kills - 1:
+            last = i == options.kills - 1
+            if options.inject == "store-amnesia" and last:
                 assert leadership.memory_store is not None
                 leadership.memory_store._records.clear()  # the store forgot every lease
-            leadership.crash(victim)
-            mesh.crash(victim)
+            cut_off = options.inject == "slow-clock" and last
+            if cut_off:
+                clock(victim).set_rate(SLOW)
+                others = [mesh.address(n) for n in mesh.names if n != victim]
+                mesh.net.partition([mesh.address(victim)], others)
+            else:
+                leadership.crash(victim)
+                mesh.crash(victim)
             at = trio.current_time()
             took: dict[str, float | None] = {}
 
-            async def failover(scope: str, victim: str = victim) -> None:
+            async def failover(
+                scope: str, victim: str = victim, took: dict[str, float | None] = took
+            ) -> None:
                 took[scope] = await mesh.until(
                     lambda: len([n for n in leadership.leaders(scope) if n != victim]) == 1,
                     timeout=FAILOVER_WITHIN,
@@ -111,6 +146,9 @@ async def _run(name: str, options: Options, skew: bool) -> dict[str, Any]:
                     "slowest_s": r(max(done)) if done else None,
                 }
             )
+            if cut_off:
+                await trio.sleep(gap)  # the cut-off leader still believes meanwhile
+                break
             await mesh.restart(victim)
             await leadership.start(victim)
             rest = gap - (trio.current_time() - at)

@@ -21,8 +21,8 @@ import trio
 from swimmesh import MemberEventKind
 
 from ..harness import Options, Progress, SimulationError, r, result, run_virtual, sub_seed
-from ..mesh import SimMesh
 from ..lifeguard import run as lifeguard_ab
+from ..mesh import SimMesh
 
 DETECT_WITHIN = 60.0
 STARVE_MIN, STARVE_MAX = 0.5, 2.5
@@ -129,7 +129,9 @@ def run_packet_loss(options: Options, progress: Progress) -> dict[str, Any]:
                     "false_suspicions_per_node_hour": r(
                         sum(x["false_suspicions"] for x in runs) / hours, 2
                     ),
-                    "false_deaths_per_node_hour": r(sum(x["false_deaths"] for x in runs) / hours, 2),
+                    "false_deaths_per_node_hour": r(
+                        sum(x["false_deaths"] for x in runs) / hours, 2
+                    ),
                     "detection_median_s": _median([x["detection_s"] for x in runs]),
                 }
             )

@@ -131,9 +131,8 @@ async def _run(options: Options) -> dict[str, Any]:
             "scopes_with_a_leader_on_more_than_one_side": sum(
                 1 for per in leaders_per_side.values() if sum(1 for v in per.values() if v) > 1
             ),
-            "elections_during_cut": len(leadership.elected(cut_at)) - len(
-                leadership.elected(healed_at)
-            ),
+            "elections_during_cut": len(leadership.elected(cut_at))
+            - len(leadership.elected(healed_at)),
             "scopes_whose_fence_rose_during_cut": sum(
                 1 for k, f in fences_during.items() if f > fences_before[k]
             ),
