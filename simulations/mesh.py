@@ -339,7 +339,9 @@ class Leadership:
         return {"verdict": "ok", "checker": "simulations.safety", **counts}
 
     def timeline(self) -> list[dict[str, Any]]:
-        """Every believed-leader interval the recorder saw: scope, node, fence, start, end."""
+        """Every believed-leader interval the recorder saw: scope, node, fence, start, end (a
+        term still running ends now, marked ``open``)."""
+        now = round(trio.current_time(), 3)
         return [
             {
                 "scope": i.scope,
@@ -347,7 +349,8 @@ class Leadership:
                 "boot": i.holder.boot_id,
                 "fence": i.fence,
                 "start": round(i.start, 3),
-                "end": round(i.end, 3) if i.end is not None else None,
+                "end": round(i.end, 3) if i.end is not None else now,
+                "open": i.end is None,
             }
             for i in self.recorder.intervals
         ]

@@ -272,3 +272,26 @@ def test_timers_due_at_one_instant_fire_in_the_same_order_every_run(tmp_path: Pa
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "same"
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_every_chart_of_a_scenario_renders(name: str, tmp_path: Path) -> None:
+    from simulations.plots import KINDS, plot
+
+    paths = plot(run(name), tmp_path)
+    assert len(paths) == len(KINDS[name]) >= 1
+    for path in paths:
+        data = path.read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 20_000, path  # a blank chart is ~12 kB
+
+
+def test_plot_without_matplotlib_is_a_one_line_error(
+    capsys: Capture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import simulations.cli
+
+    monkeypatch.setattr(simulations.cli, "plots_available", lambda: False)
+    assert main(["simulate", "dissemination", "--plot", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --plot needs matplotlib: pip install 'swimmesh[plots]'"]
+    assert not list(tmp_path.iterdir())  # refused before running anything

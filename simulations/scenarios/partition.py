@@ -147,7 +147,12 @@ async def _run(options: Options) -> dict[str, Any]:
             "partition",
             options,
             figures,
-            series={"views": views, "leadership": leadership.timeline(), "cut_at": r(cut_at)},
+            series={
+                "views": views,
+                "leadership": leadership.timeline(),
+                "cut_at": r(cut_at),
+                "healed_at": r(healed_at),
+            },
             safety=safety,
             lease_store=leadership.store_kind,
         )
