@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import attrs
 import trio
 
 from leadership import (
@@ -148,8 +149,6 @@ class SimMesh:
         """Start ``name`` again (a new process: a new seed for its RNG) and rejoin."""
         self._boots[name] += 1
         cfg = self.cluster._make_config(name)
-        import attrs
-
         cfg = attrs.evolve(cfg, seed=sub_seed(cfg.seed or 0, "boot", self._boots[name]))
         node = await self.cluster.start(name, cfg)
         if self.events:

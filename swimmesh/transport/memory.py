@@ -206,7 +206,8 @@ class MemoryTransport:
         self._network = network
         self._address = address
         self._heap: list[tuple[float, int, Address, bytes]] = []
-        self._wakeup: trio.Event | None = None
+        self._waiting: trio.CancelScope | None = None
+        """The receiver's sleep while it waits for its next packet (None: not waiting)."""
         self.paused_from = self.paused_until = -math.inf
         self._held_counted_until = -math.inf
         self.closed = False
@@ -218,12 +219,16 @@ class MemoryTransport:
 
     def enqueue(self, at: float, seq: int, src: Address, data: bytes) -> None:
         heapq.heappush(self._heap, (at, seq, src, data))
-        if self._wakeup is not None and at <= self._heap[0][0]:
-            self._wakeup.set()
+        waiting = self._waiting
+        if waiting is not None and at < waiting.deadline:
+            # Move the sleeping receiver's wake-up earlier instead of waking it to re-arm: no
+            # task switch until the packet is due (half the scheduler passes per datagram).
+            waiting.deadline = max(at, self.paused_until)
 
     def wake(self) -> None:
-        if self._wakeup is not None:
-            self._wakeup.set()
+        """Make a waiting receiver look again (a pause began, or the endpoint closed)."""
+        if self._waiting is not None:
+            self._waiting.cancel()
 
     async def send(self, address: Address, data: bytes) -> None:
         if self.closed:
@@ -245,11 +250,10 @@ class MemoryTransport:
                     self._count_hold(stats, max(at, self.paused_from), now)
                 return src, data
             wake_at = heap[0][0] if heap else math.inf
-            wake_at = max(wake_at, self.paused_until)
-            self._wakeup = trio.Event()
-            with trio.move_on_at(wake_at):
-                await self._wakeup.wait()
-            self._wakeup = None
+            with trio.CancelScope(deadline=max(wake_at, self.paused_until)) as waiting:
+                self._waiting = waiting
+                await trio.sleep_forever()
+            self._waiting = None
 
     def _count_hold(self, stats: EndpointStats, since: float, now: float) -> None:
         """Record that a datagram due at ``since`` was held by the last pause until ``now``."""
