@@ -1,4 +1,5 @@
-"""Every ```python block of the README, the API page and the simulations page runs, so the examples cannot rot.
+"""Every ```python block of the README, the API page and the simulations page runs, so the
+examples cannot rot.
 
 Each block runs as its own program in a fresh interpreter, bounded by a timeout: an example
 that hangs (as one that subscribes to events after they happened would) fails instead.
