@@ -124,6 +124,7 @@ async def run(
 
 def simulate(lifeguard: bool, **kwargs: object) -> Outcome:
     """Run one scenario in virtual time (a MockClock that jumps to the next timer)."""
+
     async def main() -> Outcome:
         return await run(lifeguard=lifeguard, **kwargs)  # type: ignore[arg-type]
 

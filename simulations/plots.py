@@ -19,6 +19,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 Result = Mapping[str, Any]
 
@@ -138,7 +139,7 @@ def timeline(result: Result, out: Path) -> Path:
     ax.set_title(f"Leaders per scope (label: node, fence token)\n{_subtitle(result)}")
     ax.set_xlabel("virtual time since the run began (s)")
     ax.set_xlim(0, end)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[n]) for n in nodes]
+    handles = [Rectangle((0, 0), 1, 1, color=colours[n]) for n in nodes]
     ax.legend(
         handles, nodes, title="leader", fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0)
     )

@@ -88,6 +88,27 @@ async def one_run(
     }
 
 
+def _cell_run(
+    options: Options,
+    progress: Progress,
+    lifeguard: bool,
+    nodes: int,
+    loss: float,
+    starved: float,
+    i: int,
+) -> dict[str, Any]:
+    """Run ``i`` of one cell, in a Trio run of its own (its seed names the cell and the run,
+    so Lifeguard on and off face the same faults)."""
+    seed = sub_seed(options.seed, nodes, loss, starved, i)
+
+    async def go() -> dict[str, Any]:
+        return await one_run(
+            options, lifeguard=lifeguard, nodes=nodes, loss=loss, starved=starved, seed=seed
+        )
+
+    return run_virtual(go, seed=seed, progress=progress)
+
+
 def _check(options: Options) -> None:
     if options.runs < 1:
         raise SimulationError(f"--runs must be at least 1 (got {options.runs})")
@@ -107,18 +128,7 @@ def run_packet_loss(options: Options, progress: Progress) -> dict[str, Any]:
     for loss in losses:
         for lifeguard in (True, False):
             runs = [
-                run_virtual(
-                    lambda i=i, lifeguard=lifeguard, loss=loss: one_run(
-                        options,
-                        lifeguard=lifeguard,
-                        nodes=int(options.nodes or 0),
-                        loss=loss,
-                        starved=0.0,
-                        seed=sub_seed(options.seed, "loss", loss, i),
-                    ),
-                    seed=sub_seed(options.seed, "loss", loss, i),
-                    progress=progress,
-                )
+                _cell_run(options, progress, lifeguard, int(options.nodes or 0), loss, 0.0, i)
                 for i in range(options.runs)
             ]
             hours = sum(x["node_hours"] for x in runs)
@@ -177,25 +187,16 @@ def run_matrix(options: Options, progress: Progress) -> dict[str, Any]:
     cells_n = len(sizes) * len(MATRIX_LOSS) * len(MATRIX_STARVED)
     progress.plan(cells_n * 2 * options.runs * (seconds + 30), "lifeguard-matrix")
     cells = []
-    totals = {True: [0, 0, []], False: [0, 0, []]}  # runs, runs with a false death, detections
+    runs_done = {True: 0, False: 0}
+    runs_bad = {True: 0, False: 0}
+    detected: dict[bool, list[float]] = {True: [], False: []}
     for nodes in sizes:
         for loss in MATRIX_LOSS:
             for starved in MATRIX_STARVED:
                 cell: dict[str, Any] = {"nodes": nodes, "loss": loss, "starved": starved}
                 for lifeguard in (True, False):
                     runs = [
-                        run_virtual(
-                            lambda i=i, lg=lifeguard, n=nodes, lo=loss, st=starved: one_run(
-                                options,
-                                lifeguard=lg,
-                                nodes=n,
-                                loss=lo,
-                                starved=st,
-                                seed=sub_seed(options.seed, n, lo, st, i),
-                            ),
-                            seed=sub_seed(options.seed, nodes, loss, starved, i),
-                            progress=progress,
-                        )
+                        _cell_run(options, progress, lifeguard, nodes, loss, starved, i)
                         for i in range(options.runs)
                     ]
                     mode = "lifeguard" if lifeguard else "swim"
@@ -203,17 +204,17 @@ def run_matrix(options: Options, progress: Progress) -> dict[str, Any]:
                     detections = [x["detection_s"] for x in runs if x["detection_s"] is not None]
                     cell[f"{mode}_runs_with_false_death"] = bad
                     cell[f"{mode}_detection_median_s"] = _median(detections)
-                    t = totals[lifeguard]
-                    t[0] += len(runs)  # type: ignore[operator]
-                    t[1] += bad  # type: ignore[operator]
-                    t[2] += detections  # type: ignore[operator]
+                    runs_done[lifeguard] += len(runs)
+                    runs_bad[lifeguard] += bad
+                    detected[lifeguard] += detections
                 cell["runs"] = options.runs
                 cells.append(cell)
     figures: dict[str, Any] = {"runs_per_cell": options.runs, "cells": len(cells)}
-    for lifeguard, (n, bad, det) in totals.items():
+    for lifeguard in (True, False):
         mode = "lifeguard" if lifeguard else "swim"
-        figures[f"{mode}_fraction_of_runs_with_false_death"] = r(bad / n, 4)  # type: ignore[operator]
-        figures[f"{mode}_detection_median_s"] = _median(det)  # type: ignore[arg-type]
+        fraction = runs_bad[lifeguard] / runs_done[lifeguard]
+        figures[f"{mode}_fraction_of_runs_with_false_death"] = r(fraction, 4)
+        figures[f"{mode}_detection_median_s"] = _median(detected[lifeguard])
     figures["anchor"] = {
         **ANCHOR,
         "lifeguard_fraction": r(ANCHOR["lifeguard_runs_with_false_death"] / ANCHOR["runs"], 4),
