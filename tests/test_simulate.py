@@ -295,3 +295,24 @@ def test_plot_without_matplotlib_is_a_one_line_error(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: --plot needs matplotlib: pip install 'swimmesh[plots]'"]
     assert not list(tmp_path.iterdir())  # refused before running anything
+
+
+def test_the_progress_bar_shows_virtual_time_on_a_terminal() -> None:
+    import io
+
+    from rich.console import Console
+
+    from simulations.progress import BarProgress
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=120)
+    with BarProgress(console) as progress:
+        scenario = SCENARIOS["dissemination"]
+        scenario.run(scenario.resolve(Options(nodes=5, duration=5.0)), progress)
+    shown = screen.getvalue()
+    assert "dissemination" in shown and "virtual" in shown and "eta" in shown
+    # and nothing at all without a terminal
+    quiet = io.StringIO()
+    with BarProgress(Console(file=quiet, force_terminal=False)) as progress:
+        scenario.run(scenario.resolve(Options(nodes=5, duration=5.0)), progress)
+    assert quiet.getvalue() == ""
