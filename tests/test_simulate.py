@@ -316,3 +316,16 @@ def test_the_progress_bar_shows_virtual_time_on_a_terminal() -> None:
     with BarProgress(Console(file=quiet, force_terminal=False)) as progress:
         scenario.run(scenario.resolve(Options(nodes=5, duration=5.0)), progress)
     assert quiet.getvalue() == ""
+
+
+@pytest.mark.parametrize("scenario", [None, *sorted(SCENARIOS)])
+def test_help_lists_every_scenario_and_flag(capsys: Capture, scenario: str | None) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["simulate", *([scenario] if scenario else []), "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    if scenario is None:
+        assert all(name in text for name in SCENARIOS)
+    else:
+        assert "--seed" in text and "--plot" in text and "--format" in text
+        assert ("--quorum" in text) is SCENARIOS[scenario].leadership

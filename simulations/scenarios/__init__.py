@@ -15,6 +15,7 @@ from . import dissemination, failures, leader, lifeguard_runs, partition
 class Scenario:
     name: str
     summary: str
+    """One line for ``--help`` (argparse formats it: a percent sign is written ``%%``)."""
     run: Callable[[Options, Progress], dict[str, Any]]
     defaults: Mapping[str, Any]
     """Values of :class:`Options` fields the user left out (``nodes``, ``duration``, ...)."""
@@ -52,21 +53,21 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "packet-loss",
-            "sweep loss 0-30%: false suspicions and deaths per node-hour, Lifeguard on and off",
+            "sweep loss 0-30%%: false suspicions and deaths per node-hour, Lifeguard on and off",
             lifeguard_runs.run_packet_loss,
             {"nodes": 20, "duration": 60.0},
             ("runs",),
         ),
         Scenario(
             "slow-nodes",
-            "loss plus stalling nodes: the Lifeguard A/B (formerly 'lifeguard')",
+            "loss plus stalling nodes: the Lifeguard A/B of 'lifeguard'",
             lifeguard_runs.run_slow_nodes,
             {"nodes": 50, "duration": 300.0, "loss": 0.10, "stall_fraction": 0.04},
             ("stall_fraction",),
         ),
         Scenario(
             "lifeguard-matrix",
-            "50 and 200 nodes x 1-5% loss x 0-20% starved nodes, --runs per cell",
+            "50 and 200 nodes x 1-5%% loss x 0-20%% starved nodes, --runs per cell",
             lifeguard_runs.run_matrix,
             {"duration": 60.0},
             ("runs",),
