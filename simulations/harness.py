@@ -19,7 +19,6 @@ import trio
 import trio.testing
 
 from swimmesh import __version__
-from swimmesh.testing import replayable
 
 T = TypeVar("T")
 
@@ -92,6 +91,8 @@ def run_virtual(
     fn: Callable[[], Awaitable[T]], *, seed: int, progress: Progress | None = None
 ) -> T:
     """Run ``fn`` in a fresh Trio run in virtual time, replayably, reporting progress."""
+    from swimmesh.testing import replayable
+
     shown = progress if progress is not None else NoProgress()
 
     async def main() -> T:
