@@ -8,6 +8,7 @@ seeded from the run's seed. The result holds no wall time, so equal seeds give e
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import statistics
@@ -21,6 +22,7 @@ import trio.testing
 from swimmesh import __version__
 
 T = TypeVar("T")
+log = logging.getLogger("simulations")
 
 TICK = 1.0
 """Virtual seconds between two progress updates (the ticker always runs, shown or not, so
@@ -102,7 +104,12 @@ def run_virtual(
             nursery.cancel_scope.cancel()
         return result
 
-    with replayable(seed):
+    with replayable(seed) as exact:
+        if not exact:
+            log.warning(
+                "this Trio keeps its scheduler elsewhere: the run will not replay byte for byte",
+                extra={"trio": trio.__version__},
+            )
         out = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     shown.done_part()
     return out
