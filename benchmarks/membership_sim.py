@@ -22,7 +22,7 @@ import trio.testing
 
 from swimmesh import MemberEventKind, MemberStatus
 from swimmesh.protocol import suspicion_bounds
-from swimmesh.testing import Cluster, EventLog, MemoryNetwork, seed_scheduler, wait_for
+from swimmesh.testing import Cluster, EventLog, MemoryNetwork, replayable, wait_for
 
 
 def pct(values: list[float], q: float) -> float:
@@ -155,18 +155,18 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for n in args.nodes:
-        seed_scheduler(args.seed)
-        rows.append(
-            trio.run(
-                measure,
-                n,
-                args.crashes,
-                args.crash_gap,
-                args.idle,
-                args.seed,
-                clock=trio.testing.MockClock(autojump_threshold=0),
+        with replayable(args.seed):
+            rows.append(
+                trio.run(
+                    measure,
+                    n,
+                    args.crashes,
+                    args.crash_gap,
+                    args.idle,
+                    args.seed,
+                    clock=trio.testing.MockClock(autojump_threshold=0),
+                )
             )
-        )
         print(json.dumps(rows[-1]), file=sys.stderr)
     print(json.dumps(rows, indent=2))
     keys = [k for k in rows[0] if k not in ("preset", "latency_ms", "loss")]

@@ -10,7 +10,6 @@ and CPU per coordinator per virtual second in steady state. ``swimmesh simulate 
 from __future__ import annotations
 
 import random
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,22 +28,7 @@ from leadership import (
 from leadership.testing import CoordinatorGroup, LocalMesh
 from leadership.tokens import ENDING_KINDS
 
-
-def spread(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    if not ordered:
-        return {}
-
-    def q(p: float) -> float:
-        return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
-
-    return {
-        "n": len(ordered),
-        "min": round(ordered[0], 3),
-        "median": round(statistics.median(ordered), 3),
-        "p90": round(q(0.9), 3),
-        "max": round(ordered[-1], 3),
-    }
+from .harness import spread
 
 
 class Elections:

@@ -19,7 +19,7 @@ import trio
 import trio.testing
 
 from swimmesh import MemberEventKind, MemberStatus
-from swimmesh.testing import Cluster, EventLog, MemoryNetwork, seed_scheduler, wait_for
+from swimmesh.testing import Cluster, EventLog, MemoryNetwork, replayable, wait_for
 
 
 @attrs.frozen
@@ -124,12 +124,12 @@ async def run(
 
 def simulate(lifeguard: bool, **kwargs: object) -> Outcome:
     """Run one scenario in virtual time (a MockClock that jumps to the next timer)."""
-    seed_scheduler(int(kwargs.get("seed", 1)))  # type: ignore[call-overload]
 
     async def main() -> Outcome:
         return await run(lifeguard=lifeguard, **kwargs)  # type: ignore[arg-type]
 
-    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    with replayable(int(kwargs.get("seed", 1))):  # type: ignore[call-overload]
+        return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ packets without re-encoding. Any malformed input raises :class:`DecodeError` and
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -87,6 +88,12 @@ def _str(value: Any, what: str, max_chars: int = MAX_NAME_CHARS, allow_empty: bo
     return value
 
 
+def _name(value: Any, what: str) -> str:
+    """A member name, interned (as hosts are): the nodes of an in-process mesh share one copy
+    of each instead of keeping one per table entry."""
+    return sys.intern(_str(value, what))
+
+
 def _bool(value: Any, what: str) -> bool:
     if type(value) is not bool:
         raise _bad(f"{what}: expected a boolean")
@@ -106,12 +113,14 @@ def _list(value: Any, what: str, max_len: int) -> list[Any]:
 
 
 def _address(host: Any, port: Any) -> Address:
-    return (_str(host, "host", MAX_HOST_CHARS), _int(port, "port", 0, 65_535))
+    return (sys.intern(_str(host, "host", MAX_HOST_CHARS)), _int(port, "port", 0, 65_535))
 
 
 def _metadata(value: Any) -> Mapping[str, str]:
     if type(value) is not dict or len(value) > MAX_METADATA_ENTRIES:
         raise _bad(f"metadata: expected a map of at most {MAX_METADATA_ENTRIES} entries")
+    if not value:
+        return _NO_METADATA  # one shared empty view, not a dict and a view per entry
     total = 0
     for key, item in value.items():
         if type(key) is not str or type(item) is not str:
@@ -120,6 +129,9 @@ def _metadata(value: Any) -> Mapping[str, str]:
     if total > MAX_METADATA_CHARS:
         raise _bad("metadata: too large")
     return MappingProxyType(value)  # freshly decoded: share it read-only instead of copying
+
+
+_NO_METADATA: Mapping[str, str] = MappingProxyType({})
 
 
 def _arity(items: list[Any], n: int, what: str) -> None:
@@ -291,7 +303,7 @@ def _decode_claim(code: int, f: list[Any]) -> Claim:
     if code == MessageType.ALIVE:
         _arity(f, 7, "alive")
         return Claim(
-            name=_str(f[1], "name"),
+            name=_name(f[1], "name"),
             incarnation=_int(f[2], "incarnation"),
             status=MemberStatus.ALIVE,
             address=_address(f[3], f[4]),
@@ -301,7 +313,7 @@ def _decode_claim(code: int, f: list[Any]) -> Claim:
     if code in (MessageType.SUSPECT, MessageType.DEAD):
         _arity(f, 6, "suspect/dead")
         return Claim(
-            name=_str(f[1], "name"),
+            name=_name(f[1], "name"),
             incarnation=_int(f[2], "incarnation"),
             status=MemberStatus.SUSPECT if code == MessageType.SUSPECT else MemberStatus.DEAD,
             address=_address(f[3], f[4]),
@@ -359,7 +371,7 @@ def _decode_state(item: Any) -> Claim:
     status_code = _int(f[4], "status", 0, 3)
     status = MemberStatus(status_code)
     return Claim(
-        name=_str(f[0], "name"),
+        name=_name(f[0], "name"),
         address=_address(f[1], f[2]),
         incarnation=_int(f[3], "incarnation"),
         status=status,

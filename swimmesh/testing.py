@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import os
 import random
@@ -11,8 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -31,6 +33,7 @@ __all__ = [
     "EventLog",
     "MemoryNetwork",
     "MemoryTransport",
+    "replayable",
     "seed_scheduler",
     "wait_for",
     "wait_until",
@@ -156,6 +159,32 @@ def seed_scheduler(seed: int) -> bool:
         return False
     rng.seed(seed)
     return True
+
+
+@contextmanager
+def replayable(seed: int) -> Iterator[bool]:
+    """Within the block, ``trio.run`` under a MockClock replays exactly: Trio's scheduling RNG
+    is seeded and timers due at the same instant fire in the order they were armed (Trio breaks
+    such ties by the cancel scope's memory address, which differs from run to run). Yields
+    False (and changes nothing) if this Trio version keeps its internals elsewhere."""
+    from trio._core import _run
+
+    deadlines = getattr(_run, "Deadlines", None)
+    original = getattr(deadlines, "add", None)
+    if deadlines is None or original is None or not seed_scheduler(seed):
+        yield False
+        return
+    order = itertools.count()
+
+    def add(self: Any, deadline: float, cancel_scope: Any) -> None:
+        heapq.heappush(self._heap, (deadline, next(order), cancel_scope))
+        self._active += 1
+
+    deadlines.add = add
+    try:
+        yield True
+    finally:
+        deadlines.add = original
 
 
 class EventLog:

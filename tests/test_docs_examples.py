@@ -1,4 +1,5 @@
-"""Every ```python block of the README and the API page runs, so the examples cannot rot.
+"""Every ```python block of the README, the API page and the simulations page runs, so the
+examples cannot rot.
 
 Each block runs as its own program in a fresh interpreter, bounded by a timeout: an example
 that hangs (as one that subscribes to events after they happened would) fails instead.
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = ("README.md", "docs/api.md")
+DOCUMENTS = ("README.md", "docs/api.md", "docs/simulations.md")
 EXAMPLE_TIMEOUT = 30.0
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 

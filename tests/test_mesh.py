@@ -371,6 +371,13 @@ async def test_memory_network_takes_both_address_forms_and_refuses_unknown_ones(
     assert not await delivered(a, ("c", 1))
     assert await delivered(a, ("b", 1))
     net.heal()
+    net.set_loss(1.0, between=("a:1", "c:1"), one_way=True)  # an asymmetric link
+    assert not await delivered(a, ("c", 1))
+    assert await delivered(c, ("a", 1))
+    net.heal()
+    assert await delivered(a, ("c", 1))
+    with pytest.raises(ValueError, match="one_way needs between"):
+        net.set_loss(0.5, one_way=True)
     net.pause("b:1", 5.0)
     start = trio.current_time()
     assert await a.send(("b", 1), b"y") is None

@@ -224,8 +224,11 @@ def cmd_simulate_leadership(args: argparse.Namespace) -> int:
         raise CliError("leadership needs --nodes >= 2, --scopes >= 1 and --victims >= 1")
     if args.seconds <= 0:
         raise CliError(f"--seconds must be positive (got {args.seconds:g})")
+    from swimmesh.testing import replayable
+
     clock = trio.testing.MockClock(autojump_threshold=0)
-    with quiet_logger("leadership"):  # split brain is in the table, not one line per scope
+    # split brain is in the table, not one line per scope
+    with quiet_logger("leadership"), replayable(args.seed):
         result = trio.run(
             scenario, args.nodes, args.scopes, args.seconds, args.seed, args.victims, clock=clock
         )

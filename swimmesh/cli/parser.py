@@ -186,9 +186,10 @@ def _tls_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    simulate = sub.add_parser("simulate", help="run a scenario in virtual time").add_subparsers(
-        dest="scenario", required=True
-    )
+    from simulations.cli import add_scenarios, one_line_errors
+
+    parent = one_line_errors(sub.add_parser("simulate", help="run a scenario in virtual time"))
+    simulate = parent.add_subparsers(dest="scenario", required=True)
     lifeguard = simulate.add_parser(
         "lifeguard", help="loss and stalling nodes, with and without Lifeguard"
     )
@@ -216,6 +217,7 @@ def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     for scenario in (lifeguard, leadership):
         scenario.add_argument("--seed", type=int, default=1)
         scenario.add_argument("--format", choices=["table", "json"], default="table")
+    add_scenarios(simulate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -55,6 +55,7 @@ class MemoryNetwork:
         self._jitter = jitter
         self._loss = 0.0
         self._pair_loss: dict[frozenset[Address], float] = {}
+        self._way_loss: dict[tuple[Address, Address], float] = {}
         self._groups: dict[Address, int] = {}
         self._seq = 0
 
@@ -88,15 +89,27 @@ class MemoryNetwork:
             raise ValueError("latency needs 0 <= jitter <= mean")
         self._latency, self._jitter = mean, jitter
 
-    def set_loss(self, p: float, between: tuple[AddressLike, AddressLike] | None = None) -> None:
-        """Drop datagrams with probability ``p`` everywhere, or only between two addresses."""
+    def set_loss(
+        self,
+        p: float,
+        between: tuple[AddressLike, AddressLike] | None = None,
+        *,
+        one_way: bool = False,
+    ) -> None:
+        """Drop datagrams with probability ``p`` everywhere, or only between two addresses
+        (``one_way``: only those the first sends to the second, an asymmetric link)."""
         if not 0.0 <= p <= 1.0:
             raise ValueError("loss probability must be within [0, 1]")
         if between is None:
+            if one_way:
+                raise ValueError("one_way needs between=(sender, receiver)")
             self._loss = p
         else:
-            a, b = between
-            self._pair_loss[_pair(self._known(a), self._known(b))] = p
+            a, b = self._known(between[0]), self._known(between[1])
+            if one_way:
+                self._way_loss[(a, b)] = p
+            else:
+                self._pair_loss[_pair(a, b)] = p
 
     def partition(self, *groups: Iterable[AddressLike]) -> None:
         """Cut the network into groups that cannot reach each other (datagrams or streams).
@@ -110,9 +123,10 @@ class MemoryNetwork:
         self._groups = cut
 
     def heal(self) -> None:
-        """Remove every partition and pair-specific loss."""
+        """Remove every partition and pair-specific (or one-way) loss."""
         self._groups = {}
         self._pair_loss = {}
+        self._way_loss = {}
 
     def pause(self, address: AddressLike, seconds: float) -> None:
         """Stall an endpoint: packets to it queue up unprocessed for ``seconds`` (a CPU stall).
@@ -149,7 +163,11 @@ class MemoryNetwork:
         sent.packets_sent += 1
         sent.bytes_sent += len(data)
         sent.largest_datagram = max(sent.largest_datagram, len(data))
-        loss = self._pair_loss.get(_pair(src, dst), self._loss) if self._pair_loss else self._loss
+        loss = self._loss
+        if self._pair_loss:
+            loss = self._pair_loss.get(_pair(src, dst), loss)
+        if self._way_loss:
+            loss = self._way_loss.get((src, dst), loss)
         if not self._reachable(src, dst) or (loss and self._rng.random() < loss):
             sent.packets_lost += 1
             return
@@ -188,7 +206,8 @@ class MemoryTransport:
         self._network = network
         self._address = address
         self._heap: list[tuple[float, int, Address, bytes]] = []
-        self._wakeup: trio.Event | None = None
+        self._waiting: trio.CancelScope | None = None
+        """The receiver's sleep while it waits for its next packet (None: not waiting)."""
         self.paused_from = self.paused_until = -math.inf
         self._held_counted_until = -math.inf
         self.closed = False
@@ -200,12 +219,16 @@ class MemoryTransport:
 
     def enqueue(self, at: float, seq: int, src: Address, data: bytes) -> None:
         heapq.heappush(self._heap, (at, seq, src, data))
-        if self._wakeup is not None and at <= self._heap[0][0]:
-            self._wakeup.set()
+        waiting = self._waiting
+        if waiting is not None and at < waiting.deadline:
+            # Move the sleeping receiver's wake-up earlier instead of waking it to re-arm: no
+            # task switch until the packet is due (half the scheduler passes per datagram).
+            waiting.deadline = max(at, self.paused_until)
 
     def wake(self) -> None:
-        if self._wakeup is not None:
-            self._wakeup.set()
+        """Make a waiting receiver look again (a pause began, or the endpoint closed)."""
+        if self._waiting is not None:
+            self._waiting.cancel()
 
     async def send(self, address: Address, data: bytes) -> None:
         if self.closed:
@@ -227,11 +250,10 @@ class MemoryTransport:
                     self._count_hold(stats, max(at, self.paused_from), now)
                 return src, data
             wake_at = heap[0][0] if heap else math.inf
-            wake_at = max(wake_at, self.paused_until)
-            self._wakeup = trio.Event()
-            with trio.move_on_at(wake_at):
-                await self._wakeup.wait()
-            self._wakeup = None
+            with trio.CancelScope(deadline=max(wake_at, self.paused_until)) as waiting:
+                self._waiting = waiting
+                await trio.sleep_forever()
+            self._waiting = None
 
     def _count_hold(self, stats: EndpointStats, since: float, now: float) -> None:
         """Record that a datagram due at ``since`` was held by the last pause until ``now``."""
