@@ -42,8 +42,19 @@ def one(seed: int) -> dict[str, Any]:
 
 
 def run(first: int, seeds: int, workers: int) -> dict[str, Any]:
+    results = []
     with Pool(workers) as pool:
-        results = pool.map(one, range(first, first + seeds), chunksize=1)
+        for result in pool.imap_unordered(one, range(first, first + seeds)):
+            results.append(result)
+            bad = "ok"
+            if result["overlaps"] or result["regressions"]:
+                bad = "TWO LEADERS" if result["overlaps"] else "fence went back"
+            print(
+                f"seed {result['seed']}: {bad} ({result['wall_s']} s; {len(results)}/{seeds})",
+                file=sys.stderr,
+                flush=True,
+            )
+    results.sort(key=lambda r: r["seed"])
     walls = [r["wall_s"] for r in results]
     return {
         "config": {"first_seed": first, "seeds": seeds, "workers": workers},

@@ -574,3 +574,18 @@ def test_the_stream_fallback_ping_gets_the_rest_of_the_probe_interval() -> None:
     out = run_until(inst, t0 + cfg.probe_timeout)
     [stream] = [o for o in out if isinstance(o, StartStream) and isinstance(o.message, StreamPing)]
     assert stream.timeout == pytest.approx(cfg.probe_interval - cfg.probe_timeout)
+
+
+def test_gossip_rearmed_on_a_tick_instant_waits_for_the_next_tick():
+    """A mock clock lands exactly on a tick, where ``phase + ticks * interval`` can round to
+    that very instant: re-arming there ran the gossip tick again and again without time
+    moving (a node spinning at full CPU, a simulation that never ended). Every phase and
+    instant here is such a case for a 0.2 s interval."""
+    inst = make("a", peers=("b", "c"), gossip_interval=0.2)
+    gossip = inst._gossip
+    for phase, now in ((0.15, 0.35), (0.07, 2.07), (0.1, 4.1), (0.0123456, 4.0123456)):
+        gossip._phase = phase
+        gossip._timer = None
+        gossip.arm(now)
+        assert gossip._timer is not None and gossip._timer.deadline > now
+        gossip._timer.cancel()

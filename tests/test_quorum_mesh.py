@@ -28,21 +28,29 @@ IDS = [s.scope_id for s in SCOPES]
 
 
 @asynccontextmanager
-async def elections(tmp_path: Path) -> AsyncIterator[tuple[Cluster, Sampler]]:
-    async with Cluster.open("fast", seed=11) as cluster, AsyncExitStack() as stack:
-        await cluster.start_many(NAMES)
+async def elections(
+    tmp_path: Path,
+    names: list[str] = NAMES,
+    voters: tuple[str, ...] = VOTERS,
+    quorum: str = "static",
+    seed: int = 11,
+) -> AsyncIterator[tuple[Cluster, Sampler]]:
+    """``names`` SWIM nodes electing ``global-control`` plus 50 shards through ``open_elections``
+    (``voters`` with ``quorum = "static"``), with a sampler running."""
+    async with Cluster.open("fast", seed=seed) as cluster, AsyncExitStack() as stack:
+        await cluster.start_many(names)
         await wait_for(
-            lambda: cluster.views_agree(MemberStatus.ALIVE), timeout=30, what="mesh formed"
+            lambda: cluster.views_agree(MemberStatus.ALIVE), timeout=60, what="mesh formed"
         )
         config = LeadershipConfig(
-            quorum="static",
-            voters=VOTERS,
+            quorum=quorum,
+            voters=voters if quorum == "static" else (),
             scopes=SCOPES,
             lease_duration=4.0,
             renewal_lead_time=1.5,
         )
         coordinators = {}
-        for name in NAMES:
+        for name in names:
             running = await stack.enter_async_context(
                 open_elections(
                     cluster.nodes[name], config, data_dir=str(tmp_path / name), clock=TrioTime()
@@ -153,41 +161,6 @@ BIG = [f"n{i:02d}" for i in range(25)]
 BIG_VOTERS = ("n00", "n05", "n10", "n15", "n20")
 
 
-@asynccontextmanager
-async def big_elections(
-    tmp_path: Path, quorum: str
-) -> AsyncIterator[tuple[Cluster, Sampler]]:
-    """25 SWIM nodes, ``global-control`` plus 50 shards; 5 voters in ``static`` mode."""
-    async with Cluster.open("fast", seed=25) as cluster, AsyncExitStack() as stack:
-        await cluster.start_many(BIG)
-        await wait_for(
-            lambda: cluster.views_agree(MemberStatus.ALIVE), timeout=60, what="mesh formed"
-        )
-        voters = BIG_VOTERS if quorum == "static" else ()
-        config = LeadershipConfig(
-            quorum=quorum,
-            voters=voters,
-            scopes=SCOPES,
-            lease_duration=4.0,
-            renewal_lead_time=1.5,
-        )
-        coordinators = {}
-        for name in BIG:
-            running = await stack.enter_async_context(
-                open_elections(
-                    cluster.nodes[name], config, data_dir=str(tmp_path / name), clock=TrioTime()
-                )
-            )
-            coordinators[name] = running.coordinator
-        sampler = Sampler(coordinators, IDS)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(sampler.run)
-            yield cluster, sampler
-            nursery.cancel_scope.cancel()
-        for coordinator in coordinators.values():
-            coordinator.crash()
-
-
 def split_13_12(leader: str) -> tuple[list[str], list[str]]:
     """12 nodes with the global leader and at most two voters; the other 13 (with three)."""
     others = [n for n in BIG if n != leader]
@@ -202,7 +175,7 @@ def split_13_12(leader: str) -> tuple[list[str], list[str]]:
 async def test_25_nodes_13_12_only_the_voter_majority_leads(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
-    async with big_elections(tmp_path, "static") as (cluster, sampler):
+    async with elections(tmp_path, BIG, BIG_VOTERS, "static", 25) as (cluster, sampler):
         await wait_for(lambda: agreed(sampler, BIG), timeout=60, what="every scope led")
         minority, majority = split_13_12(sampler.leaders("global-control")[0])
         assert len(minority) == 12 and sum(n in BIG_VOTERS for n in minority) == 2
@@ -235,7 +208,7 @@ async def test_25_nodes_13_12_only_the_voter_majority_leads(
 async def test_25_nodes_without_voters_both_sides_elect_and_the_heal_resolves_it(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
-    async with big_elections(tmp_path, "none") as (cluster, sampler):
+    async with elections(tmp_path, BIG, BIG_VOTERS, "none", 25) as (cluster, sampler):
         await wait_for(lambda: agreed(sampler, BIG), timeout=60, what="every scope led")
         minority, majority = split_13_12(sampler.leaders("global-control")[0])
         cluster.network.partition(

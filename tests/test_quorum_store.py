@@ -404,24 +404,22 @@ async def test_a_candidate_keeps_the_newest_voter_configuration_across_a_restart
         new = await stores["v1"].change_voters(VOTERS.with_added("v4"))
         assert new.epoch == 2
         mesh.add("c1")
-        async with QuorumLeaseStore.open(
-            LocalMessenger(mesh, "c1"),
-            config=VOTERS,
-            clock=TrioTime(),
-            max_duration=D,
-            known_config=known,
-        ) as c1:
+
+        def open_c1():
+            return QuorumLeaseStore.open(
+                LocalMessenger(mesh, "c1"),
+                config=VOTERS,
+                clock=TrioTime(),
+                max_duration=D,
+                known_config=known,
+            )
+
+        async with open_c1() as c1:
             granted = await c1.acquire(SCOPE, Holder("c1", "x"), D)
             assert granted.outcome is LeaseOutcome.GRANTED
             assert c1.config == new
         assert known.load() == new
-        async with QuorumLeaseStore.open(
-            LocalMessenger(mesh, "c1"),
-            config=VOTERS,
-            clock=TrioTime(),
-            max_duration=D,
-            known_config=known,
-        ) as again:
+        async with open_c1() as again:
             assert again.config == new
 
 

@@ -100,7 +100,12 @@ class Gossip:
         if self._timer is None:
             interval = self._config.gossip_interval
             ticks = math.floor((now - self._phase) / interval) + 1
-            self._timer = self._timers.schedule(self._phase + ticks * interval, self.tick)
+            deadline = self._phase + ticks * interval
+            if deadline <= now:
+                # float rounding put "the next tick" at this very instant (now on a tick, as a
+                # mock clock lands exactly): re-arming there would tick again forever
+                deadline += interval
+            self._timer = self._timers.schedule(deadline, self.tick)
 
     # -- queueing ----------------------------------------------------------------------
 
