@@ -518,3 +518,35 @@ async def test_a_slow_event_subscriber_loses_events_visibly_and_blocks_nobody(
         with trio.fail_after(1):
             kept = [(await slow.__anext__()).member.name for _ in range(3)]
         assert kept == fast_seen[:3]  # the oldest are kept, the overflow is dropped
+
+
+async def test_a_stream_request_to_a_node_that_stops_while_paused_is_refused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The request waits out the pause; if the node stopped meanwhile it is refused like a
+    closed port (it once called the cleared handler and crashed the requester's task)."""
+    from swimmesh.transport.base import TransportError
+
+    net = MemoryNetwork(seed=9)
+    a, b = net.endpoint("a:1"), net.endpoint("b:1")
+
+    async def echo(source: object, data: bytes) -> bytes:
+        return data
+
+    b.serve_streams(echo)
+    assert await a.request(("b", 1), b"x") == b"x"
+    net.pause("b:1", 2.0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.sleep, 1.0)
+        outcome: list[BaseException] = []
+
+        async def ask() -> None:
+            try:
+                await a.request(("b", 1), b"y")
+            except TransportError as exc:
+                outcome.append(exc)
+
+        nursery.start_soon(ask)
+        await trio.sleep(1.0)
+        await b.aclose()
+    assert len(outcome) == 1 and "refused" in str(outcome[0])

@@ -189,7 +189,10 @@ class MemoryNetwork:
             raise TransportError(f"connection refused by {dst}")
         while ep.paused_until > trio.current_time():
             await trio.sleep_until(ep.paused_until)
-        reply = await ep.stream_handler(src, data)
+        handler = ep.stream_handler
+        if ep.closed or handler is None:  # the node stopped while it was paused
+            raise TransportError(f"connection refused by {dst}")
+        reply = await handler(src, data)
         await trio.sleep(self._delay())
         if ep.closed or not self._reachable(src, dst):
             raise TransportError(f"connection to {dst} lost")
