@@ -40,7 +40,9 @@ class CountingMessenger(LocalMessenger):
         return await super().request(node_id, kind, payload, timeout=timeout)
 
 
-async def open_stores(stack: AsyncExitStack, mesh: LocalMesh, names: list[str], **kw):
+async def open_stores(
+    stack: AsyncExitStack, mesh: LocalMesh, names: list[str], max_duration: float = D, **kw
+):
     stores: dict[str, QuorumLeaseStore] = {}
     for name in names:
         mesh.add(name)
@@ -52,7 +54,7 @@ async def open_stores(stack: AsyncExitStack, mesh: LocalMesh, names: list[str], 
                 messenger,
                 config=VOTERS,
                 clock=TrioTime(),
-                max_duration=D,
+                max_duration=max_duration,
                 promises=promises,
                 **kw,
             )
@@ -428,3 +430,18 @@ def test_a_damaged_stored_configuration_is_ignored_with_a_warning(tmp_path, capl
     path.write_text("{not json")
     assert KnownConfigFile(path).load() is None
     assert "ignored the stored voter configuration" in caplog.text
+
+
+async def test_renewals_keep_a_lease_alive_when_the_cap_is_far_above_the_lease(clock):
+    """Freshness counts from the leases the holder asks for, not the store's cap: with a 600 s
+    cap and 8 s leases, a leader renewing on schedule keeps its lease for a minute."""
+    mesh = LocalMesh()
+    async with AsyncExitStack() as stack:
+        stores = await open_stores(stack, mesh, ["v1", "v2", "v3", "c1"], max_duration=600.0)
+        store, holder = stores["c1"], Holder("c1", "boot-1")
+        assert (await store.acquire(SCOPE, holder, D)).outcome is LeaseOutcome.GRANTED
+        for _ in range(20):
+            await trio.sleep(D / 3)
+            renewed = await store.renew(SCOPE, holder, 1, D)
+            assert renewed.outcome is LeaseOutcome.GRANTED
+            assert renewed.lease is not None and renewed.lease.duration > D / 2

@@ -143,9 +143,6 @@ class QuorumLeaseStore:
         self._commits = GroupCommit(voter, offload=offload_saves) if voter is not None else None
         self.request_timeout = request_timeout
         self.round_timeout = round_timeout
-        self._fresh = max_duration * (1 - max_drift) / (1 + max_drift) / 4
-        """A scope renewed less than this ago (a quarter of a full lease's validity) is not
-        renewed again: a renewal asked for meanwhile is answered from that round."""
         self._candidate: LeaseCandidate | None = None
         self._scopes: dict[str, LeadershipScope] = {}
         self._waiters: dict[str, _Waiter] = {}
@@ -268,7 +265,8 @@ class QuorumLeaseStore:
             )
         self._scopes[key] = scope
         now = self.clock.now()
-        if cand.is_leader(key, now) and now - self._renewed_at.get(key, -math.inf) < self._fresh:
+        fresh = _freshness(cand)
+        if cand.is_leader(key, now) and now - self._renewed_at.get(key, -math.inf) < fresh:
             # renewed moments ago along with another scope's round: that round's validity,
             # as a duration from now (the coordinator counts it from this call)
             remaining = (cand.deadline(key) - now) / cand.factor
@@ -397,7 +395,7 @@ class QuorumLeaseStore:
         ahead = [
             key
             for key in cand.leading(now)
-            if key not in asked and now - self._renewed_at.get(key, -math.inf) >= self._fresh
+            if key not in asked and now - self._renewed_at.get(key, -math.inf) >= _freshness(cand)
         ]
         self.stats.renewed_ahead += len(ahead)
         out = cand.renew([*keys, *ahead], now)
@@ -811,3 +809,9 @@ def _unique_scopes(entries: list[RoundEntry]) -> list[list[RoundEntry]]:
 
 def _chunks(groups: list[list[RoundEntry]], size: int) -> list[list[RoundEntry]]:
     return [group[i : i + size] for group in groups for i in range(0, len(group), size)]
+
+
+def _freshness(cand: LeaseCandidate) -> float:
+    """A scope renewed less than this ago (a quarter of the validity of the leases this holder
+    asks for) is not renewed again: a renewal asked for meanwhile is answered from that round."""
+    return cand.duration * cand.factor / 4
