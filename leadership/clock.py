@@ -3,8 +3,9 @@
 Any object with ``now()`` (monotonic seconds) and ``trio_time(local)`` (the Trio time at which
 the clock will read ``local``) fits, e.g. ``swimmesh.SkewedClock``. A lease clock may jump
 ahead of Trio's (``CLOCK_BOOTTIME`` after a suspend, which Trio's monotonic clock does not
-see): the coordinator maps its deadlines to Trio time again every ``CLOCK_CHECK_INTERVAL``
-(see :mod:`leadership.timers`).
+see): the coordinator maps its deadlines to Trio time again at the process's next wakeup after
+the jump, and within ``CLOCK_CHECK_INTERVAL`` in a process that nothing else wakes (see
+:mod:`leadership.timers`).
 """
 
 from __future__ import annotations

@@ -60,7 +60,8 @@ class Feeds:
         known = state.known
         if known is None or lease.holder.node_id != known.leader_id or lease.term != known.term:
             return
-        state.known_until = state.next_read = self._clock.now() + lease.remaining
+        state.follow(lease, self._clock.now(), self._split.holder_alive(known.leader_id))
+        state.next_read = state.known_until
         if state.sleep is not None and not state.wake.is_set():
             state.next_at = state.next_read
             if state.suspect_since is not None:  # a suspicion's grace is running: keep it
@@ -99,8 +100,14 @@ class Feeds:
         async for node_id in self.view.changes():
             self._candidacy.view_changed()
             self._candidacy.note_stability(node_id)
+            alive = self._split.holder_alive(node_id)
             for state in self._scopes.values():
                 incumbent = state.known is not None and state.known.leader_id == node_id
+                if incumbent and not alive and state.known_until > state.known_lease_until:
+                    # believed past its lease while alive; no longer: the lease alone, and a
+                    # fresh read when it ends (or now, if it ended since the last notice)
+                    state.known_until = state.next_read = state.known_lease_until
+                    state.poke()
                 if incumbent and self._split.check_incumbent(state) < math.inf:
                     state.poke()  # a suspicion's grace runs: the scope task times it
                 if state.vacant_since is not None or (self.config.preempt and state.leading):

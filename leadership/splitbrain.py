@@ -49,12 +49,17 @@ class SplitBrainReporter:
         """Report a dead, left or long-suspect incumbent (off where the store itself ends such
         a holder's leases)."""
 
+    def holder_alive(self, node_id: str) -> bool:
+        """Whether ``node_id`` is alive (not suspect) in this node's view: only then may a
+        follower believe it past its lease (``Lease.believe``)."""
+        return self._view.status(node_id) == ALIVE
+
     def check_incumbent(self, state: ScopeState) -> float:
         """Report once per term if the known incumbent is dead, left or unknown in the
         membership view (or suspect past the grace) while its token is still valid. Returns
         when to check again (the end of a running grace), or infinity."""
         known, now = state.known, self._clock.now()
-        if known is None or now >= state.known_until or not self.watch_incumbents:
+        if known is None or now >= state.known_lease_until or not self.watch_incumbents:
             return math.inf
         member = self._view.member(known.leader_id)
         status = member.status if member is not None else None

@@ -23,7 +23,7 @@ import attrs
 import trio
 
 from .scopes import LeadershipScope
-from .store import LeaseChange, LeaseChangeKind
+from .store import Lease, LeaseChange, LeaseChangeKind
 from .tokens import LeadershipToken
 
 
@@ -63,6 +63,10 @@ class ScopeState:
     # what this node knows of another holder
     known: LeadershipToken | None = None
     known_until: float = -math.inf
+    """Until when this node believes the known incumbent: its lease, or longer while it is
+    alive in the view when its notice allows a belief (see ``Lease.believe``)."""
+    known_lease_until: float = -math.inf
+    """Until when the known incumbent's lease could run, as last reported."""
     next_read: float = -math.inf
     """When to read the store again about a known incumbent: the end of its lease with a
     watchable store, at most one evaluation interval away without one."""
@@ -104,6 +108,12 @@ class ScopeState:
         if self.known is not None and now < self.known_until:
             return self.known.leader_id
         return None
+
+    def follow(self, lease: Lease, now: float, holder_alive: bool) -> None:
+        """Believe ``lease``'s holder for its lease, or for its belief while it is alive."""
+        self.known_lease_until = self.known_until = now + lease.remaining
+        if lease.believe > 0 and holder_alive:
+            self.known_until = max(self.known_until, now + lease.believe)
 
     def is_stale(self, change: LeaseChange) -> bool:
         """True for a change about an older term than one this node has seen, or an

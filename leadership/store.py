@@ -54,6 +54,10 @@ class Lease:
     age: float
     """Seconds since this term was acquired, on the store's clock."""
     labels: Mapping[str, str] = attrs.field(factory=dict, converter=labels_dict)
+    believe: float = 0.0
+    """Seconds a follower may keep believing the holder past ``remaining`` while the holder
+    stays alive in its view (the holder tells its followers less often than it renews); 0: the
+    lease alone."""
 
 
 @attrs.frozen

@@ -105,6 +105,10 @@ class LocalView(_LocalHandle):
     def member(self, node_id: str) -> ViewMember | None:
         return self._mesh._members.get(node_id)
 
+    def status(self, node_id: str) -> str | None:
+        member = self._mesh._members.get(node_id)
+        return member.status if member is not None else None
+
     async def publish(self, metadata: Mapping[str, str]) -> None:
         self._mesh._publish(self._node_id, metadata)
         await trio.lowlevel.checkpoint()

@@ -4,14 +4,21 @@ Trio's deadlines are on Trio's clock (``CLOCK_MONOTONIC``, which stops during sy
 lease deadlines are on the lease clock (``CLOCK_BOOTTIME`` by default, which does not). A
 deadline converted once would, after the host slept, let a ``leadership()`` block, a scope
 task or a renewal run on past the lease. So every place that acts on a lease deadline arms its
-cancel scope here, and one watcher per process (a Trio system task shared by every coordinator,
-so its cost does not grow with them) compares each lease clock with Trio's every
-``CLOCK_CHECK_INTERVAL`` and, after a jump, maps every armed deadline to Trio time again: a jump
-is acted on within that interval. (``is_leader`` reads the lease clock itself and is never late.)
+cancel scope here, and one watcher per process (shared by every coordinator, so its cost does
+not grow with them) compares each lease clock with Trio's and, after a jump, maps every armed
+deadline to Trio time again.
+
+The watcher compares the clocks whenever the process wakes anyway (a Trio instrument after each
+wait for I/O or timers: two clock reads), and on its own every ``CLOCK_CHECK_INTERVAL`` when
+nothing else wakes the process. An agent wakes several times a second for its membership
+protocol, so a jump is acted on at its next wakeup after the host resumes, without a wakeup of
+its own four times a second (which cost about as much CPU as the whole membership protocol of an
+idle ``lan`` agent). ``is_leader`` reads the lease clock itself and is never late.
 """
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from types import TracebackType
 
@@ -20,15 +27,18 @@ import trio.lowlevel
 
 from .clock import Clock, TrioTime
 
-CLOCK_CHECK_INTERVAL = 0.25
-"""Seconds between two checks of every lease clock against Trio's clock: how late, at most,
-a ``leadership()`` block ends after the host wakes from a suspend that outlasted its lease.
-Each check is a wakeup of the process (about 1 ms of CPU per second here at 0.25 s, once
-per process however many coordinators it runs)."""
+CLOCK_CHECK_INTERVAL = 1.0
+"""Seconds between two checks of every lease clock against Trio's clock when nothing else
+wakes the process: how late, at most, a ``leadership()`` block ends after the host wakes from a
+suspend that outlasted its lease, in a process that does nothing else (a busier one checks at
+every wakeup)."""
 
 JUMP_THRESHOLD = 0.2
-"""A change of the offset between the two clocks larger than this fraction of the check
-interval is a jump (rate errors are bounded far below it)."""
+"""A change of the offset between the two clocks larger than this fraction of the time since
+the last check (at least ``MIN_JUMP`` seconds) is a jump; rate errors are bounded far below it."""
+
+MIN_JUMP = 0.05
+"""Seconds: the smallest offset change taken for a jump, however close two checks are."""
 
 
 class LeaseTimers:
@@ -38,6 +48,7 @@ class LeaseTimers:
         self._clock = clock
         self._armed: dict[trio.CancelScope, float] = {}
         self._offset = 0.0
+        self._checked = 0.0
 
     @property
     def may_jump(self) -> bool:
@@ -48,7 +59,8 @@ class LeaseTimers:
         """Have the process's clock watcher check this lease clock until :meth:`stop` (a
         no-op for Trio's own clock)."""
         if self.may_jump:
-            self._offset = self._clock.now() - trio.current_time()
+            self._checked = trio.current_time()
+            self._offset = self._clock.now() - self._checked
             _watcher().add(self)
 
     def stop(self) -> None:
@@ -79,8 +91,10 @@ class LeaseTimers:
         """Re-arm if the lease clock jumped since the last check. A clock's rate error moves
         the offset a little every check, and its own ``trio_time`` already accounts for that;
         only a jump needs the deadlines mapped again."""
-        before, self._offset = self._offset, self._clock.now() - trio.current_time()
-        if abs(self._offset - before) > JUMP_THRESHOLD * CLOCK_CHECK_INTERVAL:
+        now = trio.current_time()
+        elapsed, self._checked = now - self._checked, now
+        before, self._offset = self._offset, self._clock.now() - now
+        if abs(self._offset - before) > max(MIN_JUMP, JUMP_THRESHOLD * elapsed):
             self.rearm()
 
 
@@ -109,8 +123,9 @@ class _Armed:
             self._timers.disarm(self._scope)
 
 
-class _ClockWatcher:
-    """Checks every started :class:`LeaseTimers` of this Trio run, while there are any."""
+class _ClockWatcher(trio.abc.Instrument):
+    """Checks every started :class:`LeaseTimers` of this Trio run, while there are any: after
+    each wait of the run loop (as an instrument), and every ``CLOCK_CHECK_INTERVAL``."""
 
     def __init__(self) -> None:
         self.timers: weakref.WeakSet[LeaseTimers] = weakref.WeakSet()
@@ -120,16 +135,21 @@ class _ClockWatcher:
         self.timers.add(timers)
         if not self._running:
             self._running = True
+            trio.lowlevel.add_instrument(self)
             trio.lowlevel.spawn_system_task(self._run, name="leadership lease clock watcher")
+
+    def after_io_wait(self, timeout: float) -> None:
+        for timers in list(self.timers):
+            timers.check()
 
     async def _run(self) -> None:
         try:
             while self.timers:
-                await trio.sleep(CLOCK_CHECK_INTERVAL)
-                for timers in list(self.timers):
-                    timers.check()
+                await trio.sleep(CLOCK_CHECK_INTERVAL)  # wakes the loop: the instrument checks
         finally:
             self._running = False
+            with contextlib.suppress(KeyError):  # already removed: the run is ending
+                trio.lowlevel.remove_instrument(self)
 
 
 _WATCHER: trio.lowlevel.RunVar[_ClockWatcher] = trio.lowlevel.RunVar("leadership_clock_watcher")

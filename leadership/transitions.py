@@ -144,7 +144,8 @@ class Transitions:
             or state.known.fence_token != token.fence_token
             or state.known.leader_id != token.leader_id
         )
-        state.known, state.known_until = token, now + lease.remaining
+        state.known = token
+        state.follow(lease, now, self._split.holder_alive(token.leader_id))
         state.vacant_since = None
         state.failures = 0
         state.reserved_for, state.reserved_until = None, -math.inf

@@ -37,6 +37,11 @@ class MembershipView(Protocol):
 
     def member(self, node_id: str) -> ViewMember | None: ...
 
+    def status(self, node_id: str) -> str | None:
+        """``node_id``'s status (None if unknown): :meth:`member` without its metadata, cheap
+        enough to ask for every notice a follower takes."""
+        ...
+
     async def publish(self, metadata: Mapping[str, str]) -> None:
         """Merge ``metadata`` into this node's own gossip metadata."""
         ...

@@ -40,6 +40,10 @@ class MeshMembershipView:
         found = self._node.member(node_id)
         return view_member(found) if found is not None else None
 
+    def status(self, node_id: str) -> str | None:
+        status = self._node.status_of(node_id)
+        return status.name.lower() if status is not None else None
+
     async def publish(self, metadata: Mapping[str, str]) -> None:
         current = self._node.local_member.metadata
         if all(current.get(k) == v for k, v in metadata.items()):

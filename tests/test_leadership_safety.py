@@ -35,7 +35,7 @@ from leadership import (
 )
 from leadership.clock import Clock
 from leadership.testing import CoordinatorGroup, JumpClock, LocalMesh
-from leadership.timers import CLOCK_CHECK_INTERVAL
+from leadership.timers import CLOCK_CHECK_INTERVAL, LeaseTimers
 from simulations.leadership import split_brain_reports
 from simulations.safety import LeadershipRecorder, SafetyViolation
 from swimmesh import SkewedClock
@@ -206,8 +206,40 @@ async def test_after_the_host_sleeps_a_leadership_block_ends_at_once(
             assert (await store.get(GLOBAL)).lease is None  # the store let the lease go
             with trio.fail_after(1.0):
                 await expired.wait()
-            assert trio.current_time() - woke <= CLOCK_CHECK_INTERVAL  # the scope task noticed
-        assert ended and ended[0] - woke <= CLOCK_CHECK_INTERVAL  # and so did the block
+            # noticed at the process's next wakeup, not at a check interval
+            assert trio.current_time() - woke < 0.01
+        assert ended and ended[0] - woke < 0.01  # and so did the block
+
+
+async def test_a_lease_clock_jump_in_an_otherwise_idle_process_is_noticed_within_the_interval(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    """The host suspends while the process waits and nothing else would wake it: the watcher's
+    own wakeup, within CLOCK_CHECK_INTERVAL, maps the deadline again (it was 100 s away)."""
+
+    class SuspendsAt(JumpClock):
+        """Jumps 150 s at Trio time ``at`` by itself, while every task of the run sleeps."""
+
+        def __init__(self, at: float) -> None:
+            super().__init__()
+            self.at = at
+
+        def now(self) -> float:
+            if trio.current_time() >= self.at and not self.offset:
+                self.jump(150.0)
+            return super().now()
+
+    clock = SuspendsAt(at=trio.current_time() + 0.3)
+    timers = LeaseTimers(clock)
+    timers.start()
+    try:
+        with timers.until(clock.now() + 100.0) as scope:
+            await trio.sleep_forever()
+        assert scope.cancelled_caught
+        late = trio.current_time() - clock.at
+        assert 0 <= late <= CLOCK_CHECK_INTERVAL
+    finally:
+        timers.stop()
 
 
 # -- 4. the scope task's nudge loop -------------------------------------------------------------

@@ -186,30 +186,38 @@ async def test_hostile_payloads_are_refused_and_counted(caplog):
         assert MESSAGE_KIND
 
 
+async def start_coordinators(
+    nursery: trio.Nursery, mesh: LocalMesh, stores: dict[str, QuorumLeaseStore]
+) -> tuple[dict[str, LeadershipCoordinator], dict[str, trio.CancelScope]]:
+    """A coordinator of SCOPE on every store, each in a cancel scope of its own (to crash it)."""
+    coordinators: dict[str, LeadershipCoordinator] = {}
+    scopes: dict[str, trio.CancelScope] = {}
+
+    async def run(name: str, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        config = LeadershipConfig(
+            node_id=name, scopes=(SCOPE,), lease_duration=D, max_clock_drift=0.05
+        )
+        with trio.CancelScope() as cs:
+            scopes[name] = cs
+            async with LeadershipCoordinator.open(
+                config, stores[name], mesh.view(name), boot_id=f"{name}-1"
+            ) as coord:
+                coordinators[name] = coord
+                task_status.started()
+                await trio.sleep_forever()
+
+    for name in stores:
+        await nursery.start(run, name)
+    return coordinators, scopes
+
+
 async def test_coordinators_elect_one_leader_and_fail_over_with_a_higher_fence(clock):
     mesh = LocalMesh()
     names = ["v1", "v2", "v3", "c1"]
     async with AsyncExitStack() as stack:
         stores = await open_stores(stack, mesh, names)
-        coordinators: dict[str, LeadershipCoordinator] = {}
-        scopes: dict[str, trio.CancelScope] = {}
         async with trio.open_nursery() as nursery:
-
-            async def run(name: str, task_status=trio.TASK_STATUS_IGNORED) -> None:
-                config = LeadershipConfig(
-                    node_id=name, scopes=(SCOPE,), lease_duration=D, max_clock_drift=0.05
-                )
-                with trio.CancelScope() as cs:
-                    scopes[name] = cs
-                    async with LeadershipCoordinator.open(
-                        config, stores[name], mesh.view(name), boot_id=f"{name}-1"
-                    ) as coord:
-                        coordinators[name] = coord
-                        task_status.started()
-                        await trio.sleep_forever()
-
-            for name in names:
-                await nursery.start(run, name)
+            coordinators, scopes = await start_coordinators(nursery, mesh, stores)
             samples = 0
             with trio.fail_after(30):
                 while not any(c.is_leader(SCOPE.scope_id) for c in coordinators.values()):
@@ -445,3 +453,119 @@ async def test_renewals_keep_a_lease_alive_when_the_cap_is_far_above_the_lease(c
             renewed = await store.renew(SCOPE, holder, 1, D)
             assert renewed.outcome is LeaseOutcome.GRANTED
             assert renewed.lease is not None and renewed.lease.duration > D / 2
+
+
+# -- followers' belief between notices ---------------------------------------------------------
+
+
+async def open_believing(stack: AsyncExitStack, mesh: LocalMesh, names: list[str]):
+    """Stores whose holders notify every one of ``names`` and let followers believe them for
+    four leases while the mesh has them alive."""
+
+    def alive(node_id: str) -> bool:
+        return mesh.status(node_id) == "alive"
+
+    return await open_stores(
+        stack, mesh, names, peers=lambda: list(names), alive=alive, belief_leases=4
+    )
+
+
+async def test_followers_believe_a_live_holder_between_sparse_notices(clock):
+    mesh = LocalMesh()
+    scopes = [LeadershipScope.custom(f"s{i}") for i in range(3)]
+    async with AsyncExitStack() as stack:
+        stores = await open_believing(stack, mesh, ["v1", "v2", "v3", "c1", "c2"])
+        a, b = Holder("c1", "x"), Holder("c2", "y")
+        for scope in scopes:
+            await stores["c2"].get(scope)
+            assert (await stores["c1"].acquire(scope, a, D)).outcome is LeaseOutcome.GRANTED
+        start = trio.current_time()
+        asked = sum(stores["c2"].messenger.sent.values())  # type: ignore[attr-defined]
+        renewals = 0
+        while trio.current_time() - start < 16 * D:  # 16 leases, renewing every half lease
+            await trio.sleep(D / 2)
+            for scope in scopes:
+                renewed = await stores["c1"].renew(scope, a, 1, D)
+                assert renewed.outcome is LeaseOutcome.GRANTED
+            renewals += 1
+            for scope in scopes:  # the follower knows the holder without asking anyone
+                held = await stores["c2"].acquire(scope, b, D)
+                assert held.outcome is LeaseOutcome.LEASE_HELD and held.lease.holder == a
+        assert sum(stores["c2"].messenger.sent.values()) == asked
+        received = stores["c2"].stats.notices_received
+        # one notice every two leases, every scope in it, against one renewal per half lease
+        assert renewals == 32 and 6 <= received <= 10, received
+        # the holder is suspected: the follower no longer takes its word (the last notice's
+        # lease has run out) and asks the voters, who still have c1's renewal of D/2 ago
+        mesh.set_status("c1", "suspect")
+        held = await stores["c2"].acquire(scopes[0], b, D)
+        assert held.outcome is LeaseOutcome.LEASE_HELD and held.lease.holder == a
+        assert sum(stores["c2"].messenger.sent.values()) > asked
+
+
+async def test_a_notice_lets_a_follower_believe_only_while_the_holder_is_alive(clock):
+    mesh = LocalMesh()
+    async with AsyncExitStack() as stack:
+        stores = await open_believing(stack, mesh, ["v1", "v2", "v3", "c2"])
+        mesh.add("c1")
+        a = Holder("c1", "x")
+        store = stores["c2"]
+        await store.get(SCOPE)
+        store._take_notice(NoticeEntry("renewed", SCOPE.key, a, 3, 1.0, 4 * D))
+        await trio.sleep(2.0)  # past the lease, within the belief
+        cached = store._cached(SCOPE, None)
+        assert cached is not None and cached.lease.term == 3
+        assert cached.lease.remaining == 0 and cached.lease.believe > 3 * D
+        mesh.set_status("c1", "dead")
+        assert store._cached(SCOPE, None) is None
+
+
+async def failover_after_crash(mesh: LocalMesh, stores: dict[str, QuorumLeaseStore]) -> float:
+    """Coordinators on every store; the leader crashes and the view marks it dead. Returns the
+    virtual seconds from the crash until another node leads (with a higher fence)."""
+    async with trio.open_nursery() as nursery:
+        coordinators, scopes = await start_coordinators(nursery, mesh, stores)
+
+        def leaders() -> list[str]:
+            return [n for n, c in coordinators.items() if c.is_leader(SCOPE.scope_id)]
+
+        with trio.fail_after(30):
+            while not leaders():
+                await trio.sleep(0.05)
+        await trio.sleep(3 * D + 0.3)  # several renewals, and a point inside the notice cycle
+        (first,) = leaders()
+        fence = coordinators[first].election(SCOPE.scope_id).token.fence_token  # type: ignore[union-attr]
+        coordinators.pop(first).crash()
+        scopes.pop(first).cancel()
+        mesh.set_status(first, "dead")
+        crashed = trio.current_time()
+        with trio.fail_after(10 * D):
+            while not leaders():
+                await trio.sleep(0.05)
+        took = trio.current_time() - crashed
+        (second,) = leaders()
+        token = coordinators[second].election(SCOPE.scope_id).token
+        assert token is not None and token.fence_token > fence
+        nursery.cancel_scope.cancel()
+    return took
+
+
+async def test_with_a_belief_failover_still_waits_only_for_the_lease(clock):
+    mesh = LocalMesh()
+    async with AsyncExitStack() as stack:
+        stores = await open_believing(stack, mesh, ["v1", "v2", "v3", "c1", "c2"])
+        assert await failover_after_crash(mesh, stores) <= 1.25 * D
+
+
+async def test_the_failover_bound_catches_a_belief_that_outlives_the_holder(clock, monkeypatch):
+    """Negative control: followers that keep believing a dead holder (the view is not asked)
+    wait for the belief, several leases, and the bound above fails."""
+    monkeypatch.setattr(
+        "leadership.splitbrain.SplitBrainReporter.holder_alive", lambda self, node_id: True
+    )
+    mesh = LocalMesh()
+    async with AsyncExitStack() as stack:
+        stores = await open_believing(stack, mesh, ["v1", "v2", "v3", "c1", "c2"])
+        for store in stores.values():
+            store.board.alive = lambda node_id: True
+        assert await failover_after_crash(mesh, stores) > 1.25 * D

@@ -20,6 +20,7 @@ from leadership.quorum import (
     decode,
     encode,
 )
+from leadership.quorum.wire import LeaseNotice, NoticeEntry
 from leadership.tokens import Holder
 
 names = st.text(min_size=1, max_size=20)
@@ -40,6 +41,21 @@ messages = (
     )
     | st.builds(LeaseReply, names, holders, configs, st.lists(verdicts, max_size=5).map(tuple))
     | st.builds(ReleaseRequest, holders, names, terms)
+    | st.builds(
+        LeaseNotice,
+        st.lists(
+            st.builds(
+                NoticeEntry,
+                st.sampled_from(["acquired", "renewed", "released"]),
+                names,
+                holders,
+                terms,
+                durations,
+                durations,  # believe: 0 travels as the old five-field entry
+            ),
+            max_size=5,
+        ).map(tuple),
+    )
 )
 
 

@@ -131,6 +131,8 @@ class QuorumLeaseStore:
         round_timeout: float = 2.0,
         peers: Callable[[], Iterable[str]] | None = None,
         offload_saves: bool = False,
+        alive: Callable[[str], bool] | None = None,
+        belief_leases: float = 0.0,
     ) -> None:
         self.messenger = messenger
         self._peers = peers
@@ -154,7 +156,13 @@ class QuorumLeaseStore:
         self._read_batch: list[RoundEntry] = []
         self._campaigns: list[str] = []
         self._next_read = 1
-        self.board = IncumbentBoard((1 - max_drift) / (1 + max_drift))
+        self.board = IncumbentBoard((1 - max_drift) / (1 + max_drift), alive)
+        self.belief_leases = belief_leases
+        """How many of its leases a follower may believe this holder between notices while it
+        is alive in the follower's view (0: notices go out at every renewal, and a follower
+        believes the lease only)."""
+        self._noticed: dict[str, tuple[int, float]] = {}
+        """Per scope this node leads: the term and time of the last notice that said so."""
         self._notices: list[NoticeEntry] = []
         self.stats = QuorumStats()
 
@@ -175,13 +183,22 @@ class QuorumLeaseStore:
         offload_saves: bool = False,
         recover_if_blank: bool = False,
         known_config: KnownConfigFile | None = None,
+        alive: Callable[[str], bool] | None = None,
+        belief_leases: float = 0.0,
     ) -> AsyncIterator[QuorumLeaseStore]:
         """Run a store (and, with ``promises``, this node's voter) until the block ends.
         ``peers`` lists the members to send notices to (none: followers ask the voters);
         ``offload_saves`` writes promises in a worker thread (real clocks only: see
         :mod:`.saving`); with ``recover_if_blank`` a voter that finds nothing stored asks the
         other voters for their promised terms before it votes (a lost data directory);
-        ``known_config`` keeps the newest voter configuration learned across restarts."""
+        ``known_config`` keeps the newest voter configuration learned across restarts.
+
+        With ``belief_leases`` (and ``alive``, this node's view of who is alive) a holder tells
+        its followers only every ``belief_leases / 2`` leases that it still holds a scope, and
+        they believe it for ``belief_leases`` leases while it stays alive in their view: renewals
+        reach the voters alone, and followers hear from a holder a few times less often. A
+        follower drops that belief as soon as the holder is suspect or dead in its view, so
+        failover still waits only for the lease."""
         learned = known_config.load() if known_config is not None else None
         if learned is not None and learned.epoch > config.epoch:
             config = learned
@@ -219,6 +236,8 @@ class QuorumLeaseStore:
                 round_timeout=round_timeout,
                 peers=peers,
                 offload_saves=offload_saves,
+                alive=alive,
+                belief_leases=belief_leases,
             )
             store._known_config = known_config
             messenger.serve(MESSAGE_KIND, store._serve)
@@ -232,9 +251,7 @@ class QuorumLeaseStore:
 
     # ---------------------------------------------------------------- LeaseStore
 
-    async def acquire(
-        self, scope: LeadershipScope, holder: Holder, duration: float
-    ) -> LeaseResult:
+    async def acquire(self, scope: LeadershipScope, holder: Holder, duration: float) -> LeaseResult:
         self._candidate_for(holder, duration)
         key = scope.key
         self._scopes[key] = scope
@@ -471,11 +488,17 @@ class QuorumLeaseStore:
         for decision in step.decisions:
             if isinstance(decision, Renewed | Elected):
                 self._renewed_at[decision.scope] = now
-            if isinstance(decision, Renewed):
-                # followers learn of every renewal, asked for or made ahead
+            if isinstance(decision, Renewed) and self._notice_due(decision.scope, decision.term):
+                # followers learn of renewals (asked for or made ahead), or with a belief,
+                # often enough that it never runs out while this node holds the scope
                 self._notify(
                     NoticeEntry(
-                        "renewed", decision.scope, cand.holder, decision.term, decision.granted
+                        "renewed",
+                        decision.scope,
+                        cand.holder,
+                        decision.term,
+                        decision.granted,
+                        self._believe(cand.duration),
                     )
                 )
             waiter = self._waiters.get(decision.scope)
@@ -522,8 +545,12 @@ class QuorumLeaseStore:
     ) -> LeaseResult:
         if isinstance(decision, Elected | Renewed):
             if isinstance(decision, Elected):
+                self._noticed[scope.key] = (decision.term, self.clock.now())
+                believe = self._believe(self._candidate.duration) if self._candidate else 0.0
                 self._notify(
-                    NoticeEntry("acquired", scope.key, holder, decision.term, decision.granted)
+                    NoticeEntry(
+                        "acquired", scope.key, holder, decision.term, decision.granted, believe
+                    )
                 )
             return LeaseResult(
                 LeaseOutcome.GRANTED,
@@ -532,10 +559,7 @@ class QuorumLeaseStore:
         if isinstance(decision, Refused):
             if acquiring:
                 incumbent = None
-                if (
-                    decision.incumbent is not None
-                    and decision.incumbent_remaining >= MIN_REMAINING
-                ):
+                if decision.incumbent is not None and decision.incumbent_remaining >= MIN_REMAINING:
                     remaining = decision.incumbent_remaining
                     self._learn(scope.key, decision.incumbent, decision.incumbent_term, remaining)
                     incumbent = self._lease(
@@ -562,7 +586,13 @@ class QuorumLeaseStore:
         )
 
     def _lease(
-        self, scope: LeadershipScope, holder: Holder, term: int, duration: float, remaining: float
+        self,
+        scope: LeadershipScope,
+        holder: Holder,
+        term: int,
+        duration: float,
+        remaining: float,
+        believe: float = 0.0,
     ) -> Lease:
         return Lease(
             scope_id=scope.scope_id,
@@ -574,6 +604,7 @@ class QuorumLeaseStore:
             remaining=max(0.0, remaining),
             age=0.0,
             labels=scope.labels,
+            believe=believe if believe > remaining else 0.0,
         )
 
     # ---------------------------------------------------------------- followers: notices
@@ -593,8 +624,48 @@ class QuorumLeaseStore:
             return None
         self.stats.answered_from_cache += 1
         remaining = known.until - now
-        lease = self._lease(scope, known.holder, known.term, remaining, remaining)
+        believe = max(0.0, known.believe_until - now)
+        lease = self._lease(scope, known.holder, known.term, remaining, remaining, believe)
         return LeaseResult(LeaseOutcome.LEASE_HELD, lease, detail="known incumbent")
+
+    def _believe(self, duration: float) -> float:
+        """How long followers may believe this holder between notices (0: the lease only)."""
+        return duration * self.belief_leases
+
+    def _notice_due(self, key: str, term: int) -> bool:
+        """Whether a renewal of ``key`` at ``term`` must be told to the followers now: always
+        without a belief, else when the last notice is half a belief old (or of another term)."""
+        cand = self._candidate
+        if self.belief_leases <= 0 or cand is None:
+            return True
+        now = self.clock.now()
+        last = self._noticed.get(key)
+        half = self._believe(cand.duration) / 2
+        if last is not None and last[0] == term and now - last[1] < half:
+            return False
+        self._noticed[key] = (term, now)
+        return True
+
+    def _notices_ahead(self) -> tuple[NoticeEntry, ...]:
+        """With a belief, the other scopes this node leads whose last notice is a quarter of
+        a belief old go along with a notice being sent, so followers hear from a holder in one
+        message every so often rather than one per scope."""
+        cand = self._candidate
+        if self.belief_leases <= 0 or cand is None:
+            return ()
+        now, believe = self.clock.now(), self._believe(cand.duration)
+        pending = {entry.scope for entry in self._notices}
+        out = []
+        for key, (term, at) in list(self._noticed.items()):
+            if key in pending or now - at < believe / 4:
+                continue
+            if cand.term(key) != term or not cand.is_leader(key, now):
+                del self._noticed[key]  # no longer led: nothing to say until it is again
+                continue
+            self._noticed[key] = (term, now)
+            remaining = (cand.deadline(key) - now) / cand.factor
+            out.append(NoticeEntry("renewed", key, cand.holder, term, remaining, believe))
+        return tuple(out)
 
     def _notify(self, entry: NoticeEntry) -> None:
         if self._peers is None:
@@ -606,7 +677,7 @@ class QuorumLeaseStore:
     async def _flush_notices(self) -> None:
         """Send the notices of this scheduling batch in one message per member."""
         await trio.lowlevel.checkpoint()
-        entries, self._notices = tuple(self._notices), []
+        entries, self._notices = tuple(self._notices) + self._notices_ahead(), []
         if not entries or self._peers is None:
             return
         payload = cbor2.dumps(encode(LeaseNotice(entries)))
@@ -621,9 +692,7 @@ class QuorumLeaseStore:
     async def _send_notice(self, peer: str, payload: bytes) -> None:
         self.stats.notices_sent += 1
         try:
-            await self.messenger.request(
-                peer, NOTICE_KIND, payload, timeout=self.request_timeout
-            )
+            await self.messenger.request(peer, NOTICE_KIND, payload, timeout=self.request_timeout)
         except MessengerError:
             self.stats.unanswered_requests += 1
 
@@ -645,7 +714,9 @@ class QuorumLeaseStore:
         scope = self._scopes.get(entry.scope)
         lease = None
         if scope is not None:
-            lease = self._lease(scope, entry.holder, entry.term, entry.remaining, entry.remaining)
+            lease = self._lease(
+                scope, entry.holder, entry.term, entry.remaining, entry.remaining, entry.believe
+            )
         self.board.take(entry, self.clock.now(), lease)
 
     # ---------------------------------------------------------------- voter-set changes

@@ -124,13 +124,18 @@ NOTICE_KINDS = ("acquired", "renewed", "released")
 
 @attrs.frozen
 class NoticeEntry:
-    """A holder's news about one scope: it acquired, renewed or released ``term``."""
+    """A holder's news about one scope: it acquired, renewed or released ``term``.
+
+    ``believe`` (seconds, 0 for none) lets a follower keep believing the holder past
+    ``remaining`` while the holder stays alive in its view: the holder renews more often than it
+    says so, and sends the next notice well within that time."""
 
     kind: str
     scope: str
     holder: Holder
     term: int
     remaining: float
+    believe: float = 0.0
 
 
 @attrs.frozen
@@ -191,6 +196,7 @@ def encode(message: Message) -> list[Any]:
             "lease-notice",
             [
                 [e.kind, e.scope, _holder_out(e.holder), e.term, e.remaining]
+                + ([e.believe] if e.believe > 0 else [])
                 for e in message.entries
             ],
         ]
@@ -279,9 +285,9 @@ def decode(data: object) -> Message:
 
 
 def _notice_entry(value: object) -> NoticeEntry:
-    if not isinstance(value, list) or len(value) != 5 or value[0] not in NOTICE_KINDS:
+    if not isinstance(value, list) or len(value) not in (5, 6) or value[0] not in NOTICE_KINDS:
         raise QuorumWireError(
-            f"a notice is [{'|'.join(NOTICE_KINDS)}, scope, holder, term, remaining]"
+            f"a notice is [{'|'.join(NOTICE_KINDS)}, scope, holder, term, remaining, believe?]"
         )
     return NoticeEntry(
         kind=value[0],
@@ -289,6 +295,7 @@ def _notice_entry(value: object) -> NoticeEntry:
         holder=_holder_in(value[2]),
         term=_int(value[3], "term"),
         remaining=_duration(value[4]),
+        believe=_duration(value[5]) if len(value) == 6 else 0.0,
     )
 
 
