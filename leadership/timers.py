@@ -19,6 +19,7 @@ idle ``lan`` agent). ``is_leader`` reads the lease clock itself and is never lat
 from __future__ import annotations
 
 import contextlib
+import math
 import weakref
 from types import TracebackType
 
@@ -125,11 +126,15 @@ class _Armed:
 
 class _ClockWatcher(trio.abc.Instrument):
     """Checks every started :class:`LeaseTimers` of this Trio run, while there are any: after
-    each wait of the run loop (as an instrument), and every ``CLOCK_CHECK_INTERVAL``."""
+    each wait of the run loop (as an instrument), and by waking the loop itself when it has not
+    woken for ``CLOCK_CHECK_INTERVAL`` (its deadline moves on while the loop is busy, at most
+    twice an interval, so a busy process never wakes for it)."""
 
     def __init__(self) -> None:
         self.timers: weakref.WeakSet[LeaseTimers] = weakref.WeakSet()
         self._running = False
+        self._idle = trio.CancelScope()
+        self._moved = -math.inf
 
     def add(self, timers: LeaseTimers) -> None:
         self.timers.add(timers)
@@ -139,13 +144,20 @@ class _ClockWatcher(trio.abc.Instrument):
             trio.lowlevel.spawn_system_task(self._run, name="leadership lease clock watcher")
 
     def after_io_wait(self, timeout: float) -> None:
-        for timers in list(self.timers):
+        for timers in self.timers:
             timers.check()
+        now = trio.current_time()
+        if now - self._moved >= CLOCK_CHECK_INTERVAL / 2:
+            self._moved = now
+            self._idle.deadline = now + CLOCK_CHECK_INTERVAL
 
     async def _run(self) -> None:
         try:
             while self.timers:
-                await trio.sleep(CLOCK_CHECK_INTERVAL)  # wakes the loop: the instrument checks
+                self._idle = trio.CancelScope(deadline=trio.current_time() + CLOCK_CHECK_INTERVAL)
+                self._moved = trio.current_time()
+                with self._idle:
+                    await trio.sleep_forever()  # its end wakes the loop: the instrument checks
         finally:
             self._running = False
             with contextlib.suppress(KeyError):  # already removed: the run is ending
