@@ -187,8 +187,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
     finally:
         mesh.close()
+    cpu_lease, cpu_renew = args.cpu_lease or args.lease, args.cpu_renew or args.renew
     for label, text in (
-        ("with_leadership", section(names[: args.voters], args.lease, args.renew, args.shards)),
+        ("with_leadership", section(names[: args.voters], cpu_lease, cpu_renew, args.shards)),
         ("without_leadership", None),
     ):
         mesh = Mesh(args.nodes, args.voters, args.preset, text)
@@ -199,7 +200,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             pids = [p.pid for p in mesh.procs.procs.values()]
             before = {n: messages(mesh, n) for n in mesh.names}
             started = time.monotonic()
-            out[f"idle_cpu_ms_per_s_{label}"] = quantiles(cpu_ms_per_s(pids, args.cpu_seconds))
+            cpu = dict(zip(mesh.procs.procs, cpu_ms_per_s(pids, args.cpu_seconds), strict=True))
+            out[f"idle_cpu_ms_per_s_{label}"] = quantiles(list(cpu.values()))
+            out[f"idle_cpu_ms_per_s_{label}_non_voters"] = quantiles(
+                [ms for name, ms in cpu.items() if name not in mesh.voters]
+            )
             took = time.monotonic() - started
             for kind in ("datagrams", "leadership"):
                 out[f"{kind}_per_s_per_node_{label}"] = quantiles(
@@ -211,12 +216,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def table(result: dict[str, Any]) -> str:
-    rows = [f"{'measure':<40} {'n':>4} {'median':>8} {'p90':>8} {'p99':>8} {'min':>8} {'max':>8}"]
+    rows = [f"{'measure':<52} {'n':>4} {'median':>8} {'p90':>8} {'p99':>8} {'min':>8} {'max':>8}"]
     for key, value in result.items():
         if key == "config" or not value:
             continue
         rows.append(
-            f"{key:<40} {value['n']:>4} {value['median']:>8} {value['p90']:>8} {value['p99']:>8} "
+            f"{key:<52} {value['n']:>4} {value['median']:>8} {value['p90']:>8} {value['p99']:>8} "
             f"{value['min']:>8} {value['max']:>8}"
         )
     return "\n".join(rows)
@@ -233,7 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--handovers", type=int, default=10)
     parser.add_argument("--settle", type=float, default=1.0, help="seconds between runs")
     parser.add_argument("--shards", type=int, default=200, help="shard scopes for the CPU run")
-    parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument(
+        "--warmup", type=float, default=30.0, help="seconds before the CPU run (elections settle)"
+    )
+    parser.add_argument("--cpu-lease", default=None, help="leaseDuration of the CPU run")
+    parser.add_argument("--cpu-renew", default=None, help="renewalLeadTime of the CPU run")
     parser.add_argument("--cpu-seconds", type=float, default=20.0)
     args = parser.parse_args(argv)
     result = run(args)

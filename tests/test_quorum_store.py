@@ -569,3 +569,39 @@ async def test_the_failover_bound_catches_a_belief_that_outlives_the_holder(cloc
         for store in stores.values():
             store.board.alive = lambda node_id: True
         assert await failover_after_crash(mesh, stores) > 1.25 * D
+
+
+async def test_a_restarted_holder_tells_followers_its_previous_life_is_over(clock):
+    """c1 restarts (a new boot id) before the others' views see it go: it learns from the
+    voters that its previous life holds the scope and says so, so followers stop believing that
+    lease past its end and ask the voters, instead of believing it for a whole belief."""
+    mesh = LocalMesh()
+    async with AsyncExitStack() as stack:
+        stores = await open_believing(stack, mesh, ["v1", "v2", "v3", "c1", "c2"])
+        old, new, b = Holder("c1", "boot-1"), Holder("c1", "boot-2"), Holder("c2", "y")
+        await stores["c2"].get(SCOPE)
+        assert (await stores["c1"].acquire(SCOPE, old, D)).outcome is LeaseOutcome.GRANTED
+        await trio.sleep(1.0)
+        held = await stores["c2"].acquire(SCOPE, b, D)
+        assert held.outcome is LeaseOutcome.LEASE_HELD and held.lease.believe > D  # believed
+        restarted = await stack.enter_async_context(
+            QuorumLeaseStore.open(
+                LocalMessenger(mesh, "c1"),
+                config=VOTERS,
+                clock=TrioTime(),
+                max_duration=D,
+                peers=lambda: ["v1", "v2", "v3", "c2"],
+                alive=lambda node_id: mesh.status(node_id) == "alive",
+                belief_leases=4,
+            )
+        )
+        seen = await restarted.get(SCOPE)  # asks the voters: its previous life holds it
+        assert seen.lease is not None and seen.lease.holder == old
+        with trio.fail_after(1):
+            while stores["c2"]._cached(SCOPE, b) is not None:
+                await trio.sleep(0.01)
+        again = await stores["c2"].acquire(SCOPE, b, D)  # the voters still hold it for old
+        assert again.outcome is LeaseOutcome.LEASE_HELD and again.lease.holder == old
+        assert again.lease.believe == 0
+        await trio.sleep(D)  # once old's lease ran out, the scope can move on
+        assert (await restarted.acquire(SCOPE, new, D)).outcome is LeaseOutcome.GRANTED

@@ -162,6 +162,8 @@ class QuorumLeaseStore:
         is alive in the follower's view (0: notices go out at every renewal, and a follower
         believes the lease only)."""
         self._noticed: dict[str, tuple[int, float]] = {}
+        self._disowned: dict[str, int] = {}
+        """Per scope: the term of this node's previous life it told followers is over."""
         """Per scope this node leads: the term and time of the last notice that said so."""
         self._notices: list[NoticeEntry] = []
         self.stats = QuorumStats()
@@ -616,6 +618,23 @@ class QuorumLeaseStore:
 
     def _learn(self, key: str, holder: Holder, term: int, remaining: float) -> None:
         self.board.learn(key, holder, term, remaining, self.clock.now())
+        self._disown(key, holder, term)
+
+    def _disown(self, key: str, holder: Holder, term: int) -> None:
+        """A lease of this node's previous life (its node id, another boot): nobody renews it
+        any more, but a node that restarted before the others' views saw it go is alive to
+        them, and they would believe it for a whole belief. Tell them it is over here, once;
+        they fall back to asking the voters, which hold it until its lease runs out."""
+        cand = self._candidate
+        if (
+            self.belief_leases <= 0
+            or holder.node_id != self.messenger.local_id
+            or (cand is not None and holder == cand.holder)
+            or self._disowned.get(key) == term
+        ):
+            return
+        self._disowned[key] = term
+        self._notify(NoticeEntry("released", key, holder, term, 0.0))
 
     def _cached(self, scope: LeadershipScope, mine: Holder | None) -> LeaseResult | None:
         now = self.clock.now()
