@@ -121,6 +121,12 @@ class MeshNode:
         self._progress = trio.Event()
         self.closed = False
         self._refusals = RateLimitedLog(log)  # refused stream requests: once a minute per cause
+        # A transport that can push to us (the in-memory network) runs our datagrams and timer
+        # from its own task: no receive or timer task here, and sends that never block.
+        self._send_nowait: Callable[[Address, bytes], None] | None = None
+        if callable(getattr(transport, "drive", None)):
+            self._send_nowait = getattr(transport, "send_nowait", None)
+        self._failure: BaseException | None = None
 
     @classmethod
     @asynccontextmanager
@@ -139,8 +145,11 @@ class MeshNode:
         async with trio.open_nursery() as nursery:
             node = cls(config, transport, clock, nursery, rng)
             transport.serve_streams(node._serve_stream)
-            nursery.start_soon(node._receive_loop)
-            nursery.start_soon(node._timer_loop)
+            if node._send_nowait is not None:
+                await nursery.start(node._driven)
+            else:
+                nursery.start_soon(node._receive_loop)
+                nursery.start_soon(node._timer_loop)
             try:
                 yield node
             finally:
@@ -346,8 +355,54 @@ class MeshNode:
             instance.tick(self._clock.now())
             await self._flush()
 
+    async def _driven(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Hand our datagrams and timer to a transport that drives them (see
+        :meth:`MemoryTransport.drive`), then wait: only to re-raise, in this node's nursery,
+        what a callback raised in the transport's task (the receive and timer loops would
+        have raised it here)."""
+        failed = trio.Event()
+
+        def on_failure(exc: BaseException) -> None:
+            self._failure = exc
+            failed.set()
+
+        self._transport.drive(  # type: ignore[attr-defined]
+            self._on_datagram, self._on_timer, on_failure
+        )
+        self._armed_deadline = math.inf
+        self._rearm()
+        task_status.started()
+        await failed.wait()
+        assert self._failure is not None
+        raise self._failure
+
+    def _on_datagram(self, source: Address, data: bytes) -> None:
+        if self.closed:
+            return
+        self._instance.receive_datagram(source, data, self._clock.now())
+        self._flush_now()
+
+    def _on_timer(self) -> None:
+        if self.closed:
+            return
+        self._armed_deadline = math.inf
+        self._instance.tick(self._clock.now())
+        self._flush_now()
+
+    def _rearm(self) -> None:
+        """Tell a driving transport when our next timer is due, if that moved."""
+        deadline = self._instance.next_deadline()
+        if deadline != self._armed_deadline:
+            self._armed_deadline = deadline
+            self._transport.arm(  # type: ignore[attr-defined]
+                self._clock.trio_time(deadline) if deadline != math.inf else math.inf
+            )
+
     async def _flush(self) -> None:
         """Carry out what the core asked for, and re-arm the timer loop if needed."""
+        if self._send_nowait is not None:
+            self._flush_now()
+            return
         outputs: list[Output] = self._instance.drain()
         for out in outputs:
             if isinstance(out, SendPacket):
@@ -356,22 +411,8 @@ class MeshNode:
                 except (OSError, trio.ClosedResourceError) as exc:
                     self._instance.stats.dropped["send_error"] += 1
                     log.debug("send failed", extra={"node": self.name, "error": str(exc)})
-            elif isinstance(out, EmitEvent):
-                for sub in list(self._subscribers):
-                    sub._offer(out.event)
-            elif isinstance(out, StartStream):
-                self._nursery.start_soon(self._run_stream, out)
-            elif isinstance(out, DeliverUser):
-                handler = self._user_handlers.get(out.kind)
-                if handler is None:
-                    self._instance.stats.dropped["no_handler"] += 1
-                    continue
-                try:
-                    handler(out.source, out.payload)
-                except Exception:
-                    log.exception(
-                        "overlay handler failed", extra={"node": self.name, "kind": out.kind}
-                    )
+            else:
+                self._carry_out(out)
         # Re-arm the sleeping timer loop when the next deadline moved: earlier (a new timer) or
         # later (its timer was cancelled, e.g. a probe timeout after the ack). Moving its cancel
         # scope's deadline costs no task switch, and sleeping to a dead deadline would cost a
@@ -383,6 +424,41 @@ class MeshNode:
                 self._armed_deadline = deadline
                 scope.deadline = self._clock.trio_time(deadline)
         self._progress.set()
+
+    def _flush_now(self) -> None:
+        """:meth:`_flush` for a driving transport, whose sends never block: it runs from the
+        transport's task as well as from ours."""
+        send = self._send_nowait
+        assert send is not None
+        for out in self._instance.drain():
+            if isinstance(out, SendPacket):
+                try:
+                    send(out.address, out.data)
+                except (OSError, trio.ClosedResourceError) as exc:
+                    self._instance.stats.dropped["send_error"] += 1
+                    log.debug("send failed", extra={"node": self.name, "error": str(exc)})
+            else:
+                self._carry_out(out)
+        if not self.closed:
+            self._rearm()
+        self._progress.set()
+
+    def _carry_out(self, out: Output) -> None:
+        """Every output but a datagram to send: events, streams, overlay deliveries."""
+        if isinstance(out, EmitEvent):
+            for sub in list(self._subscribers):
+                sub._offer(out.event)
+        elif isinstance(out, StartStream):
+            self._nursery.start_soon(self._run_stream, out)
+        elif isinstance(out, DeliverUser):
+            handler = self._user_handlers.get(out.kind)
+            if handler is None:
+                self._instance.stats.dropped["no_handler"] += 1
+                return
+            try:
+                handler(out.source, out.payload)
+            except Exception:
+                log.exception("overlay handler failed", extra={"node": self.name, "kind": out.kind})
 
     async def _run_stream(self, directive: StartStream) -> None:
         reply = await self._exchange(directive.address, directive.message, directive.timeout)
