@@ -5,6 +5,8 @@ suspicion and crash -> DEAD at every node over many crashes, false DEADs, packet
 node per second when idle, and wall-clock seconds per virtual minute. Prints JSON, then a table.
 
     python -m benchmarks.membership_sim --nodes 100 1000 --crashes 20
+
+``--crashes 0`` stops after the idle window (formation and simulation speed only).
 """
 
 from __future__ import annotations
@@ -59,14 +61,19 @@ async def measure(n: int, crashes: int, crash_gap: float, idle: float, seed: int
                     (node.config.bind, net.stats(node.config.bind)) for node in cluster.live()
                 )
             }
-            wall = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             await trio.sleep(idle)
             wall_idle = time.perf_counter() - wall
+            cpu_idle = time.process_time() - cpu
             pk = [net.stats(a).packets_sent - p for a, (p, _) in before.items()]
             by = [net.stats(a).bytes_sent - b for a, (_, b) in before.items()]
             result["idle_packets_per_node_s"] = round(statistics.mean(pk) / idle, 2)
             result["idle_bytes_per_node_s"] = round(statistics.mean(by) / idle, 1)
             result["wall_s_per_virtual_minute"] = round(wall_idle * 60 / idle, 2)
+            result["cpu_s_per_virtual_minute"] = round(cpu_idle * 60 / idle, 2)
+            if crashes == 0:
+                watchers.cancel_scope.cancel()
+                return result
 
             # Metadata dissemination.
             origin = cluster.nodes[names[n // 2]]
@@ -148,7 +155,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--nodes", type=int, nargs="+", default=[100, 1000])
-    parser.add_argument("--crashes", type=int, default=20)
+    parser.add_argument("--crashes", type=int, default=20, help="0: stop after the idle window")
     parser.add_argument("--crash-gap", type=float, default=3.0)
     parser.add_argument("--idle", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)

@@ -26,6 +26,7 @@ from .messages import PushPull, StreamMessage, UserRequest, UserResponse
 from .protocol import (
     DeliverUser,
     EmitEvent,
+    FormedMesh,
     Output,
     SendPacket,
     StartStream,
@@ -101,6 +102,7 @@ class MeshNode:
         clock: Clock,
         nursery: trio.Nursery,
         rng: random.Random,
+        formed: FormedMesh | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -108,7 +110,7 @@ class MeshNode:
         self._clock = clock
         self._nursery = nursery
         self._instance = SwimInstance(
-            config, clock.now(), rng, packet_overhead=transport.packet_overhead
+            config, clock.now(), rng, packet_overhead=transport.packet_overhead, formed=formed
         )
         # Insertion-ordered (a dict, not a set): delivery order must not depend on memory
         # addresses, or simulations with the same seed would not replay.
@@ -137,13 +139,15 @@ class MeshNode:
         *,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        formed: FormedMesh | None = None,
     ) -> AsyncIterator[MeshNode]:
         """Start a node on ``transport`` (a ``NetTransport``, or a ``MemoryNetwork`` endpoint in
-        tests) and stop it when the block exits."""
+        tests) and stop it when the block exits. ``formed``: start as a member of that formed
+        mesh (simulations; see :func:`swimmesh.protocol.formed_mesh`)."""
         clock = clock if clock is not None else TrioClock()
         rng = rng if rng is not None else random.Random(config.seed)
         async with trio.open_nursery() as nursery:
-            node = cls(config, transport, clock, nursery, rng)
+            node = cls(config, transport, clock, nursery, rng, formed)
             transport.serve_streams(node._serve_stream)
             if node._send_nowait is not None:
                 await nursery.start(node._driven)

@@ -187,3 +187,64 @@ def test_the_cache_never_aliases_entries_that_differ_in_metadata_or_field_types(
     )
     with pytest.raises(codec.DecodeError):
         codec.decode_frame(forged)
+
+
+# -- a formed start -------------------------------------------------------------------------
+
+
+async def test_a_formed_mesh_starts_converged_detects_a_crash_and_spreads_an_update(
+    sim_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=3, latency=0.002, jitter=0.001)
+    names = [f"f{i:02d}" for i in range(40)]
+    async with Cluster.open("lan", network=net, seed=3) as cluster:
+        await cluster.start_formed(names)
+        assert cluster.views_agree(MemberStatus.ALIVE)
+        assert all(len(n.members()) == 40 and n.instance.live_count() == 40 for n in cluster.live())
+        cluster.crash("f07")
+        await wait_for(
+            lambda: cluster.views_agree(MemberStatus.DEAD, about=["f07"]), timeout=30, what="dead"
+        )
+        await cluster.nodes["f20"].update_metadata({"v": "2"})
+        await wait_for(
+            lambda: all(
+                n.member("f20").metadata.get("v") == "2"  # type: ignore[union-attr]
+                for n in cluster.live()
+            ),
+            timeout=10,
+            what="update everywhere",
+        )
+        # Nobody but the crashed node was ever suspected, and every live node probed others.
+        assert cluster.views_agree(MemberStatus.ALIVE, about=[n for n in names if n != "f07"])
+        assert all(n.stats.probes > 0 for n in cluster.live())
+
+
+def test_tables_of_a_formed_mesh_share_records_but_never_each_others_changes() -> None:
+    import random
+
+    from swimmesh.member import MemberState
+    from swimmesh.protocol.table import FormedMesh, MemberTable
+
+    claims = [Claim(x, 0, MemberStatus.ALIVE, (x, 1)) for x in "abcde"]
+    formed = FormedMesh(claims, 0.0)
+
+    def table(me: str) -> MemberTable:
+        local = MemberState.from_claim(claims["abcde".index(me)], 0.0)
+        return MemberTable(local, random.Random(me), formed)
+
+    a, b = table("a"), table("b")
+    assert len(a) == 5 and a.live == 5 and len(a.alive) == 4 and "a" not in a.alive
+    assert sorted(a.alive) == ["b", "c", "d", "e"] and sorted(b.alive) == ["a", "c", "d", "e"]
+    assert all("a" not in a.alive.sample(random.Random(i), 3) for i in range(50))
+    assert a.peek("c") is b.peek("c")  # shared until read for a change
+
+    a.get("c").rtt_ms = 5.0  # type: ignore[union-attr]
+    assert b.peek("c").rtt_ms is None  # type: ignore[union-attr]
+    state, status_changed, _ = a.merge(a.peek("d"), Claim("d", 0, MemberStatus.DEAD, ("d", 1)), 1.0)  # type: ignore[arg-type]
+    assert status_changed and state.status is MemberStatus.DEAD
+    assert a.status_of("d") is MemberStatus.DEAD and b.status_of("d") is MemberStatus.ALIVE
+    assert "d" not in a.alive and "d" in b.alive and len(b.alive) == 4 and b.live == 5
+    assert a.reap("d", 1.0) and "d" not in a and len(a) == 4
+    assert "d" in b and len(b) == 5
+    assert sorted(m.name for m in a.members()) == ["a", "b", "c", "e"]
+    assert sorted(m.name for m in b.members()) == ["a", "b", "c", "d", "e"]
