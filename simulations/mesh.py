@@ -95,7 +95,10 @@ class SimMesh:
             trio.open_nursery() as nursery,
         ):
             mesh = cls(cluster, names, nursery)
-            await cluster.start_many(names)
+            if options.start == "formed":
+                await cluster.start_formed(names)
+            else:
+                await cluster.start_many(names)
             mesh.events = events
             if events:
                 for node in cluster.live():
