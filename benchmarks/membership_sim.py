@@ -17,11 +17,13 @@ import math
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import trio
 import trio.testing
 
+from simulations.mesh import lazy_collector
 from swimmesh import MemberEventKind, MemberStatus
 from swimmesh.protocol import suspicion_bounds
 from swimmesh.testing import Cluster, EventLog, MemoryNetwork, replayable, wait_for
@@ -36,6 +38,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def measure(n: int, crashes: int, crash_gap: float, idle: float, seed: int) -> dict[str, Any]:
+    with lazy_collector() as freeze:
+        return await _measure(n, crashes, crash_gap, idle, seed, freeze)
+
+
+async def _measure(
+    n: int, crashes: int, crash_gap: float, idle: float, seed: int, freeze: Callable[[], None]
+) -> dict[str, Any]:
     net = MemoryNetwork(seed=seed)
     net.set_latency(0.002, 0.001)
     names = [f"n{i:04d}" for i in range(n)]
@@ -48,6 +57,7 @@ async def measure(n: int, crashes: int, crash_gap: float, idle: float, seed: int
         await wait_for(lambda: cluster.views_agree(MemberStatus.ALIVE), timeout=600, poll=0.5)
         result["formation_virtual_s"] = round(trio.current_time() - t0, 2)
         result["formation_wall_s"] = round(time.perf_counter() - wall, 2)
+        freeze()  # the formed mesh lives as long as the run: no full collection walks it
         net.set_loss(0.01)
         async with trio.open_nursery() as watchers:
             for node in cluster.live():
