@@ -34,7 +34,7 @@ from .protocol import (
     SwimInstance,
 )
 from .ratelog import RateLimitedLog
-from .transport.base import Transport, TransportError
+from .transport.base import DrivenTransport, Transport, TransportError
 
 log = logging.getLogger("swimmesh.node")
 
@@ -125,9 +125,7 @@ class MeshNode:
         self._refusals = RateLimitedLog(log)  # refused stream requests: once a minute per cause
         # A transport that can push to us (the in-memory network) runs our datagrams and timer
         # from its own task: no receive or timer task here, and sends that never block.
-        self._send_nowait: Callable[[Address, bytes], None] | None = None
-        if callable(getattr(transport, "drive", None)):
-            self._send_nowait = getattr(transport, "send_nowait", None)
+        self._pusher = transport if isinstance(transport, DrivenTransport) else None
         self._failure: BaseException | None = None
 
     @classmethod
@@ -149,8 +147,8 @@ class MeshNode:
         async with trio.open_nursery() as nursery:
             node = cls(config, transport, clock, nursery, rng, formed)
             transport.serve_streams(node._serve_stream)
-            if node._send_nowait is not None:
-                await nursery.start(node._driven)
+            if node._pusher is not None:
+                await nursery.start(node._driven, node._pusher)
             else:
                 nursery.start_soon(node._receive_loop)
                 nursery.start_soon(node._timer_loop)
@@ -359,7 +357,9 @@ class MeshNode:
             instance.tick(self._clock.now())
             await self._flush()
 
-    async def _driven(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _driven(
+        self, pusher: DrivenTransport, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Hand our datagrams and timer to a transport that drives them (see
         :meth:`MemoryTransport.drive`), then wait: only to re-raise, in this node's nursery,
         what a callback raised in the transport's task (the receive and timer loops would
@@ -370,9 +370,7 @@ class MeshNode:
             self._failure = exc
             failed.set()
 
-        self._transport.drive(  # type: ignore[attr-defined]
-            self._on_datagram, self._on_timer, on_failure
-        )
+        pusher.drive(self._on_datagram, self._on_timer, on_failure)
         self._armed_deadline = math.inf
         self._rearm()
         task_status.started()
@@ -396,15 +394,13 @@ class MeshNode:
     def _rearm(self) -> None:
         """Tell a driving transport when our next timer is due, if that moved."""
         deadline = self._instance.next_deadline()
-        if deadline != self._armed_deadline:
+        if deadline != self._armed_deadline and self._pusher is not None:
             self._armed_deadline = deadline
-            self._transport.arm(  # type: ignore[attr-defined]
-                self._clock.trio_time(deadline) if deadline != math.inf else math.inf
-            )
+            self._pusher.arm(self._clock.trio_time(deadline) if deadline != math.inf else math.inf)
 
     async def _flush(self) -> None:
         """Carry out what the core asked for, and re-arm the timer loop if needed."""
-        if self._send_nowait is not None:
+        if self._pusher is not None:
             self._flush_now()
             return
         outputs: list[Output] = self._instance.drain()
@@ -432,8 +428,8 @@ class MeshNode:
     def _flush_now(self) -> None:
         """:meth:`_flush` for a driving transport, whose sends never block: it runs from the
         transport's task as well as from ours."""
-        send = self._send_nowait
-        assert send is not None
+        assert self._pusher is not None
+        send = self._pusher.send_nowait
         for out in self._instance.drain():
             if isinstance(out, SendPacket):
                 try:
