@@ -213,6 +213,7 @@ class MemoryNetwork:
             return
         self._driver = token
         self._driver_sleep = None
+        self._due.clear()  # what an earlier run left is for endpoints of that run
         trio.lowlevel.spawn_system_task(self._drive, name=f"MemoryNetwork driver {id(self):x}")
 
     async def _drive(self) -> None:
