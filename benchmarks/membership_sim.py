@@ -5,6 +5,8 @@ suspicion and crash -> DEAD at every node over many crashes, false DEADs, packet
 node per second when idle, and wall-clock seconds per virtual minute. Prints JSON, then a table.
 
     python -m benchmarks.membership_sim --nodes 100 1000 --crashes 20
+
+``--crashes 0`` stops after the idle window (formation and simulation speed only).
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import math
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import trio
 import trio.testing
 
+from simulations.mesh import lazy_collector
 from swimmesh import MemberEventKind, MemberStatus
 from swimmesh.protocol import suspicion_bounds
 from swimmesh.testing import Cluster, EventLog, MemoryNetwork, replayable, wait_for
@@ -34,6 +38,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def measure(n: int, crashes: int, crash_gap: float, idle: float, seed: int) -> dict[str, Any]:
+    with lazy_collector() as freeze:
+        return await _measure(n, crashes, crash_gap, idle, seed, freeze)
+
+
+async def _measure(
+    n: int, crashes: int, crash_gap: float, idle: float, seed: int, freeze: Callable[[], None]
+) -> dict[str, Any]:
     net = MemoryNetwork(seed=seed)
     net.set_latency(0.002, 0.001)
     names = [f"n{i:04d}" for i in range(n)]
@@ -46,6 +57,7 @@ async def measure(n: int, crashes: int, crash_gap: float, idle: float, seed: int
         await wait_for(lambda: cluster.views_agree(MemberStatus.ALIVE), timeout=600, poll=0.5)
         result["formation_virtual_s"] = round(trio.current_time() - t0, 2)
         result["formation_wall_s"] = round(time.perf_counter() - wall, 2)
+        freeze()  # the formed mesh lives as long as the run: no full collection walks it
         net.set_loss(0.01)
         async with trio.open_nursery() as watchers:
             for node in cluster.live():
@@ -59,14 +71,19 @@ async def measure(n: int, crashes: int, crash_gap: float, idle: float, seed: int
                     (node.config.bind, net.stats(node.config.bind)) for node in cluster.live()
                 )
             }
-            wall = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             await trio.sleep(idle)
             wall_idle = time.perf_counter() - wall
+            cpu_idle = time.process_time() - cpu
             pk = [net.stats(a).packets_sent - p for a, (p, _) in before.items()]
             by = [net.stats(a).bytes_sent - b for a, (_, b) in before.items()]
             result["idle_packets_per_node_s"] = round(statistics.mean(pk) / idle, 2)
             result["idle_bytes_per_node_s"] = round(statistics.mean(by) / idle, 1)
             result["wall_s_per_virtual_minute"] = round(wall_idle * 60 / idle, 2)
+            result["cpu_s_per_virtual_minute"] = round(cpu_idle * 60 / idle, 2)
+            if crashes == 0:
+                watchers.cancel_scope.cancel()
+                return result
 
             # Metadata dissemination.
             origin = cluster.nodes[names[n // 2]]
@@ -148,7 +165,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--nodes", type=int, nargs="+", default=[100, 1000])
-    parser.add_argument("--crashes", type=int, default=20)
+    parser.add_argument("--crashes", type=int, default=20, help="0: stop after the idle window")
     parser.add_argument("--crash-gap", type=float, default=3.0)
     parser.add_argument("--idle", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)

@@ -138,6 +138,14 @@ def add_scenarios(simulate: Any) -> None:
                 default=None,
                 help="a fault the safety checker must catch (negative control)",
             )
+        if "start" in scenario.flags:
+            p.add_argument(
+                "--start",
+                choices=["joined", "formed"],
+                default="joined",
+                help="joined: every node joins (N x N formation); formed: the mesh starts "
+                "formed, nodes sharing their records (for 10,000 nodes; default joined)",
+            )
         p.add_argument("--out", type=Path, default=None, help="write the JSON (and plots) here")
         p.add_argument("--plot", action="store_true", help="write PNG charts into --out (or .)")
         p.add_argument("--format", choices=["table", "json"], default="table")
@@ -163,6 +171,7 @@ def options_from(args: argparse.Namespace) -> Options:
         drift=getattr(args, "drift", 0.02),
         stall_fraction=getattr(args, "stall_fraction", None),
         inject=getattr(args, "inject", None),
+        start=getattr(args, "start", "joined"),
     )
 
 
@@ -186,6 +195,13 @@ def check(scenario: Scenario, options: Options) -> None:
         raise SimulationError(
             f"--split has {len(options.split)} sides but there are only {options.nodes} nodes"
         )
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (as the kernel counts it)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def plots_available() -> bool:
@@ -235,7 +251,13 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         console = Console()
         print_tables(outcome, console)
-        console.print(f"wall time {wall:.1f} s (not part of the result, which replays exactly)")
+        nodes = options.nodes or 0
+        peak = peak_rss_mb()
+        per_node = f", {peak * 1024 / nodes:.0f} kB per simulated node" if nodes else ""
+        console.print(
+            f"wall time {wall:.1f} s, peak memory {peak:.0f} MB{per_node} "
+            "(not part of the result, which replays exactly)"
+        )
         for path in written:
             console.print(f"wrote {path}")
     safety = outcome.get("safety")

@@ -54,6 +54,10 @@ class Options:
     stall_fraction: float | None = None
     inject: str | None = None
     """A fault the safety checker must catch (``store-amnesia``): a negative control."""
+    start: str = "joined"
+    """How the mesh forms: ``joined`` (every node joins through a seed, the real N x N
+    formation) or ``formed`` (every node starts knowing every other, sharing the records: the
+    only way to 10,000 nodes in memory; see :meth:`swimmesh.testing.Cluster.start_formed`)."""
 
     def config(self) -> dict[str, Any]:
         """The options as they go into the JSON result."""

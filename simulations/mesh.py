@@ -10,11 +10,12 @@ and boot ids ``name-bootN`` instead of random ones, and no wall clock.
 
 from __future__ import annotations
 
+import gc
 import math
 import random
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
 import attrs
@@ -44,6 +45,24 @@ FULL_CHECK = 300
 """Meshes up to this size are checked for convergence in full, every node about every node."""
 SAMPLE_PERIOD = 0.02
 """Seconds between two safety samples of every coordinator (``is_leader`` per scope)."""
+
+
+@contextmanager
+def lazy_collector() -> Iterator[Callable[[], None]]:
+    """Within the block, Python's cyclic garbage collector runs less often (young collections
+    every 20,000 allocations instead of 700), and the function it yields hands every object
+    that exists at that moment to the permanent generation (``gc.freeze``): called once the
+    mesh is formed, which then lives as long as the run, so full collections stop walking all
+    of it (every node's table and probe order). A 3,000-node run spent a quarter of its wall
+    time in the collector before. Everything is handed back to the collector, and the
+    thresholds restored, at the end. Collection timing changes no result."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(20_000, 50, 50)
+    try:
+        yield gc.freeze
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def node_names(n: int) -> list[str]:
@@ -88,22 +107,29 @@ class SimMesh:
         net = MemoryNetwork(seed=sub_seed(options.seed, "network"))
         net.set_latency(options.latency, options.jitter)
         names = node_names(n)
-        async with (
-            Cluster.open(
-                options.preset, network=net, seed=options.seed, lifeguard=lifeguard, **overrides
-            ) as cluster,
-            trio.open_nursery() as nursery,
-        ):
-            mesh = cls(cluster, names, nursery)
-            await cluster.start_many(names)
-            mesh.events = events
-            if events:
-                for node in cluster.live():
-                    await nursery.start(mesh.log.follow, node)
-            await mesh.until(mesh.converged, timeout=max(60.0, n * 0.5), what="formed", poll=0.5)
-            net.set_loss(options.loss or 0.0)
-            yield mesh
-            nursery.cancel_scope.cancel()
+        with lazy_collector() as freeze:
+            async with (
+                Cluster.open(
+                    options.preset, network=net, seed=options.seed, lifeguard=lifeguard, **overrides
+                ) as cluster,
+                trio.open_nursery() as nursery,
+            ):
+                mesh = cls(cluster, names, nursery)
+                if options.start == "formed":
+                    await cluster.start_formed(names)
+                else:
+                    await cluster.start_many(names)
+                mesh.events = events
+                if events:
+                    for node in cluster.live():
+                        await nursery.start(mesh.log.follow, node)
+                await mesh.until(
+                    mesh.converged, timeout=max(60.0, n * 0.5), what="formed", poll=0.5
+                )
+                net.set_loss(options.loss or 0.0)
+                freeze()
+                yield mesh
+                nursery.cancel_scope.cancel()
 
     def address(self, name: str) -> tuple[str, int]:
         return (name, PORT)

@@ -365,7 +365,58 @@ def _decode_packet_message(item: Any) -> PacketMessage:
     raise _bad(f"unknown datagram message type {code}")
 
 
+_STATE_CACHE_SIZE = 1 << 16
+_state_cache: dict[tuple[Any, ...], Claim] = {}
+"""Push-pull entries already decoded, by their fields: a table is sent whole at every
+exchange and mostly unchanged since the last one, so an entry is decoded (validated, its
+strings interned, its :class:`Claim` built) once and the next exchanges reuse the claim.
+Keys are built only from fields whose types were checked exactly, so an equal key means the
+same validated values (``True == 1`` cannot alias an integer field). Claims are immutable,
+so sharing one between the decodes, and between the nodes of an in-process mesh, is safe.
+Bounded: emptied when full (the entries of the current tables come straight back)."""
+
+
+def _state_key(item: Any) -> tuple[Any, ...] | None:
+    """The cache key of a push-pull entry whose fields have the right types, else None."""
+    if type(item) is not list or len(item) != 7:
+        return None
+    name, host, port, incarnation, status, meta_version, metadata = item
+    if (
+        type(name) is not str
+        or type(host) is not str
+        or type(port) is not int
+        or type(incarnation) is not int
+        or type(status) is not int
+        or type(meta_version) is not int
+        or type(metadata) is not dict
+    ):
+        return None
+    if not metadata:
+        return (name, host, port, incarnation, status, meta_version)
+    if len(metadata) > 8:
+        return None  # large maps are rare and costly to key: decode them each time
+    pairs = tuple(metadata.items())
+    for k, v in pairs:
+        if type(k) is not str or type(v) is not str:
+            return None
+    return (name, host, port, incarnation, status, meta_version, pairs)
+
+
 def _decode_state(item: Any) -> Claim:
+    key = _state_key(item)
+    if key is not None:
+        hit = _state_cache.get(key)
+        if hit is not None:
+            return hit
+    claim = _decode_state_fields(item)
+    if key is not None:
+        if len(_state_cache) >= _STATE_CACHE_SIZE:
+            _state_cache.clear()
+        _state_cache[key] = claim
+    return claim
+
+
+def _decode_state_fields(item: Any) -> Claim:
     f = _list(item, "state", 7)
     _arity(f, 7, "state")
     status_code = _int(f[4], "status", 0, 3)

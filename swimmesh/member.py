@@ -136,15 +136,19 @@ class MemberState:
             last_change=now,
         )
 
-    def merge(self, claim: Claim, now: float) -> tuple[bool, bool]:
-        """Fold ``claim`` into this state; return ``(status_changed, identity_changed)``."""
-        if (
+    def holds(self, claim: Claim) -> bool:
+        """True if ``claim`` is an exact echo of this state: merging it changes nothing."""
+        return (
             claim.incarnation == self.incarnation
             and claim.status is self.status
             and claim.meta_version == self.meta_version
             and claim.address == self.address
             and (claim.status is not MemberStatus.ALIVE or claim.metadata == self.metadata)
-        ):
+        )
+
+    def merge(self, claim: Claim, now: float) -> tuple[bool, bool]:
+        """Fold ``claim`` into this state; return ``(status_changed, identity_changed)``."""
+        if self.holds(claim):
             return False, False  # an exact echo of what we already hold: merging is a no-op
         status_changed = False
         identity_changed = False

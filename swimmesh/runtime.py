@@ -26,6 +26,7 @@ from .messages import PushPull, StreamMessage, UserRequest, UserResponse
 from .protocol import (
     DeliverUser,
     EmitEvent,
+    FormedMesh,
     Output,
     SendPacket,
     StartStream,
@@ -33,7 +34,7 @@ from .protocol import (
     SwimInstance,
 )
 from .ratelog import RateLimitedLog
-from .transport.base import Transport, TransportError
+from .transport.base import DrivenTransport, Transport, TransportError
 
 log = logging.getLogger("swimmesh.node")
 
@@ -101,6 +102,7 @@ class MeshNode:
         clock: Clock,
         nursery: trio.Nursery,
         rng: random.Random,
+        formed: FormedMesh | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -108,7 +110,7 @@ class MeshNode:
         self._clock = clock
         self._nursery = nursery
         self._instance = SwimInstance(
-            config, clock.now(), rng, packet_overhead=transport.packet_overhead
+            config, clock.now(), rng, packet_overhead=transport.packet_overhead, formed=formed
         )
         # Insertion-ordered (a dict, not a set): delivery order must not depend on memory
         # addresses, or simulations with the same seed would not replay.
@@ -121,6 +123,10 @@ class MeshNode:
         self._progress = trio.Event()
         self.closed = False
         self._refusals = RateLimitedLog(log)  # refused stream requests: once a minute per cause
+        # A transport that can push to us (the in-memory network) runs our datagrams and timer
+        # from its own task: no receive or timer task here, and sends that never block.
+        self._pusher = transport if isinstance(transport, DrivenTransport) else None
+        self._failure: BaseException | None = None
 
     @classmethod
     @asynccontextmanager
@@ -131,16 +137,21 @@ class MeshNode:
         *,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        formed: FormedMesh | None = None,
     ) -> AsyncIterator[MeshNode]:
         """Start a node on ``transport`` (a ``NetTransport``, or a ``MemoryNetwork`` endpoint in
-        tests) and stop it when the block exits."""
+        tests) and stop it when the block exits. ``formed``: start as a member of that formed
+        mesh (simulations; see :func:`swimmesh.protocol.formed_mesh`)."""
         clock = clock if clock is not None else TrioClock()
         rng = rng if rng is not None else random.Random(config.seed)
         async with trio.open_nursery() as nursery:
-            node = cls(config, transport, clock, nursery, rng)
+            node = cls(config, transport, clock, nursery, rng, formed)
             transport.serve_streams(node._serve_stream)
-            nursery.start_soon(node._receive_loop)
-            nursery.start_soon(node._timer_loop)
+            if node._pusher is not None:
+                await nursery.start(node._driven, node._pusher)
+            else:
+                nursery.start_soon(node._receive_loop)
+                nursery.start_soon(node._timer_loop)
             try:
                 yield node
             finally:
@@ -346,8 +357,52 @@ class MeshNode:
             instance.tick(self._clock.now())
             await self._flush()
 
+    async def _driven(
+        self, pusher: DrivenTransport, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Hand our datagrams and timer to a transport that drives them (see
+        :meth:`MemoryTransport.drive`), then wait: only to re-raise, in this node's nursery,
+        what a callback raised in the transport's task (the receive and timer loops would
+        have raised it here)."""
+        failed = trio.Event()
+
+        def on_failure(exc: BaseException) -> None:
+            self._failure = exc
+            failed.set()
+
+        pusher.drive(self._on_datagram, self._on_timer, on_failure)
+        self._armed_deadline = math.inf
+        self._rearm()
+        task_status.started()
+        await failed.wait()
+        assert self._failure is not None
+        raise self._failure
+
+    def _on_datagram(self, source: Address, data: bytes) -> None:
+        if self.closed:
+            return
+        self._instance.receive_datagram(source, data, self._clock.now())
+        self._flush_now()
+
+    def _on_timer(self) -> None:
+        if self.closed:
+            return
+        self._armed_deadline = math.inf
+        self._instance.tick(self._clock.now())
+        self._flush_now()
+
+    def _rearm(self) -> None:
+        """Tell a driving transport when our next timer is due, if that moved."""
+        deadline = self._instance.next_deadline()
+        if deadline != self._armed_deadline and self._pusher is not None:
+            self._armed_deadline = deadline
+            self._pusher.arm(self._clock.trio_time(deadline) if deadline != math.inf else math.inf)
+
     async def _flush(self) -> None:
         """Carry out what the core asked for, and re-arm the timer loop if needed."""
+        if self._pusher is not None:
+            self._flush_now()
+            return
         outputs: list[Output] = self._instance.drain()
         for out in outputs:
             if isinstance(out, SendPacket):
@@ -356,22 +411,8 @@ class MeshNode:
                 except (OSError, trio.ClosedResourceError) as exc:
                     self._instance.stats.dropped["send_error"] += 1
                     log.debug("send failed", extra={"node": self.name, "error": str(exc)})
-            elif isinstance(out, EmitEvent):
-                for sub in list(self._subscribers):
-                    sub._offer(out.event)
-            elif isinstance(out, StartStream):
-                self._nursery.start_soon(self._run_stream, out)
-            elif isinstance(out, DeliverUser):
-                handler = self._user_handlers.get(out.kind)
-                if handler is None:
-                    self._instance.stats.dropped["no_handler"] += 1
-                    continue
-                try:
-                    handler(out.source, out.payload)
-                except Exception:
-                    log.exception(
-                        "overlay handler failed", extra={"node": self.name, "kind": out.kind}
-                    )
+            else:
+                self._carry_out(out)
         # Re-arm the sleeping timer loop when the next deadline moved: earlier (a new timer) or
         # later (its timer was cancelled, e.g. a probe timeout after the ack). Moving its cancel
         # scope's deadline costs no task switch, and sleeping to a dead deadline would cost a
@@ -383,6 +424,41 @@ class MeshNode:
                 self._armed_deadline = deadline
                 scope.deadline = self._clock.trio_time(deadline)
         self._progress.set()
+
+    def _flush_now(self) -> None:
+        """:meth:`_flush` for a driving transport, whose sends never block: it runs from the
+        transport's task as well as from ours."""
+        assert self._pusher is not None
+        send = self._pusher.send_nowait
+        for out in self._instance.drain():
+            if isinstance(out, SendPacket):
+                try:
+                    send(out.address, out.data)
+                except (OSError, trio.ClosedResourceError) as exc:
+                    self._instance.stats.dropped["send_error"] += 1
+                    log.debug("send failed", extra={"node": self.name, "error": str(exc)})
+            else:
+                self._carry_out(out)
+        if not self.closed:
+            self._rearm()
+        self._progress.set()
+
+    def _carry_out(self, out: Output) -> None:
+        """Every output but a datagram to send: events, streams, overlay deliveries."""
+        if isinstance(out, EmitEvent):
+            for sub in list(self._subscribers):
+                sub._offer(out.event)
+        elif isinstance(out, StartStream):
+            self._nursery.start_soon(self._run_stream, out)
+        elif isinstance(out, DeliverUser):
+            handler = self._user_handlers.get(out.kind)
+            if handler is None:
+                self._instance.stats.dropped["no_handler"] += 1
+                return
+            try:
+                handler(out.source, out.payload)
+            except Exception:
+                log.exception("overlay handler failed", extra={"node": self.name, "kind": out.kind})
 
     async def _run_stream(self, directive: StartStream) -> None:
         reply = await self._exchange(directive.address, directive.message, directive.timeout)

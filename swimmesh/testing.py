@@ -23,6 +23,7 @@ import trio
 from .config import MeshConfig
 from .events import MemberEvent, MemberEventKind
 from .member import MemberStatus
+from .protocol import FormedMesh, formed_mesh
 from .runtime import MeshNode
 from .transport.memory import EndpointStats, MemoryNetwork, MemoryTransport
 
@@ -96,19 +97,36 @@ class Cluster:
             finally:
                 nursery.cancel_scope.cancel()
 
-    async def start(self, name: str, config: MeshConfig | None = None) -> MeshNode:
-        """Start (or restart) node ``name``."""
+    async def start(
+        self, name: str, config: MeshConfig | None = None, formed: FormedMesh | None = None
+    ) -> MeshNode:
+        """Start (or restart) node ``name`` (``formed``: as a member of that formed mesh)."""
         cfg = config if config is not None else self._make_config(name)
-        node: MeshNode = await self._nursery.start(self._run, cfg)
+        node: MeshNode = await self._nursery.start(self._run, cfg, formed)
         self.nodes[name] = node
         return node
 
-    async def _run(self, cfg: MeshConfig, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def _run(
+        self,
+        cfg: MeshConfig,
+        formed: FormedMesh | None,
+        task_status: Any = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         with trio.CancelScope() as scope:
             self._scopes[cfg.name] = scope
-            async with MeshNode.open(cfg, self.network.endpoint(cfg.bind)) as node:
+            async with MeshNode.open(cfg, self.network.endpoint(cfg.bind), formed=formed) as node:
                 task_status.started(node)
                 await trio.sleep_forever()
+
+    async def start_formed(self, names: Iterable[str]) -> None:
+        """Start nodes that already form a mesh: each knows every other as alive from the
+        start, as if every join had completed (no join traffic, no N x N formation). They
+        share one copy of those records until their views diverge, which is what lets a
+        simulation hold 10,000 nodes; everything after the start is the real protocol."""
+        configs = [self._make_config(name) for name in names]
+        formed = formed_mesh(configs, trio.current_time())
+        for cfg in configs:
+            await self.start(cfg.name, cfg, formed)
 
     async def start_many(self, names: Iterable[str], join: str | None = None) -> None:
         """Start nodes and join each to ``join`` (the first one's address by default)."""
@@ -121,9 +139,11 @@ class Cluster:
                 await self.nodes[name].join([self.nodes[seed].config.advertise_address])
 
     def crash(self, name: str) -> None:
-        """Stop ``name`` without a word to its peers, as ``kill -9`` would."""
+        """Stop ``name`` without a word to its peers, as ``kill -9`` would: from this instant
+        it handles nothing more (its tasks end at their next checkpoint, but a network that
+        drives it would otherwise still hand it what is due at this very instant)."""
         self._scopes.pop(name).cancel()
-        del self.nodes[name]
+        self.nodes.pop(name).closed = True
 
     async def stop(self, name: str) -> None:
         """Leave gracefully, then stop."""

@@ -176,6 +176,17 @@ def test_dissemination_reaches_every_node() -> None:
     assert 0 < f["p50_s"] <= f["p95_s"] <= f["p99_s"] <= f["p100_s"] < 5
 
 
+def test_a_formed_start_disseminates_to_every_node_and_replays(tmp_path: Path) -> None:
+    options = Options(nodes=25, duration=20.0, start="formed", jitter=0.0)
+    out = replayed("dissemination", options, tmp_path)
+    assert out != "DIFFER", "two runs of a formed dissemination with one seed differ"
+    doc = json.loads(out)
+    f = doc["figures"]
+    assert doc["options"]["start"] == "formed" and f["formation_virtual_s"] == 0
+    assert f["reached"] == f["of"] == 24
+    assert 0 < f["p50_s"] <= f["p100_s"] < 5
+
+
 def test_the_checker_fails_a_run_with_an_injected_overlap(capsys: Capture) -> None:
     args = ["--nodes", "5", "--duration", "10s", "--kills", "2", "--quorum", "static"]
     assert main(["simulate", "leader-failover", *args, "--inject", "slow-clock"]) == 1

@@ -105,6 +105,7 @@ SCENARIOS: dict[str, Scenario] = {
             "time for one update to reach 50/95/99/100%% of nodes",
             "dissemination:run",
             {"nodes": 100, "duration": 60.0},
+            ("start",),
         ),
     )
 }

@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 
 from .. import codec
 from ..config import MeshConfig
@@ -58,14 +58,14 @@ from ..messages import (
     StreamPing,
     UserMessage,
 )
-from .antientropy import AntiEntropy
+from .antientropy import AntiEntropy, push_pull_scale
 from .awareness import Awareness
 from .gossip import Gossip, claim_key
 from .outputs import DeliverUser, EmitEvent, Output, StartStream, StreamPurpose
 from .probing import Prober
 from .stats import Stats
 from .suspicion import SuspicionTracker
-from .table import MemberTable, claim_about
+from .table import FormedMesh, MemberTable, claim_about
 from .timers import TimerQueue
 
 log = logging.getLogger("swimmesh.protocol")
@@ -75,6 +75,17 @@ _REASSERT_MEMORY = 4096
 """Peers remembered as recently told our incarnation (pruned of expired entries beyond)."""
 
 TimerCallback = Callable[[float], None]
+
+
+def formed_mesh(configs: Iterable[MeshConfig], now: float) -> FormedMesh:
+    """The start of a mesh that is already formed: every node of ``configs`` alive with the
+    claim it publishes when it starts (incarnation 0, its metadata). Simulations give it to
+    every node (``SwimInstance(..., formed=...)``) to study a formed mesh of a size whose
+    N x N join would not fit in memory; the nodes share its records until they change them."""
+    return FormedMesh(
+        (Claim(c.name, 0, _ALIVE, c.advertise_address, 0, dict(c.metadata)) for c in configs),
+        now,
+    )
 
 
 class MetadataTooLarge(SwimmeshError, ValueError):
@@ -91,7 +102,10 @@ class SwimInstance:
         rng: random.Random | None = None,
         *,
         packet_overhead: int = 0,
+        formed: FormedMesh | None = None,
     ) -> None:
+        """``formed``: start knowing every member of a formed mesh as alive (see
+        :func:`formed_mesh`), as if the join had completed, instead of knowing only itself."""
         self.config = config
         self.name = config.name
         self.address: Address = config.advertise_address
@@ -108,7 +122,8 @@ class SwimInstance:
         self._outbox: list[Output] = []
         self._timers = TimerQueue()
         self._awareness = Awareness(config.awareness_max)
-        table = self._table = MemberTable(MemberState.from_claim(self._self_claim(), now), self.rng)
+        local = MemberState.from_claim(self._self_claim(), now)
+        table = self._table = MemberTable(local, self.rng, formed)
         timers, rng, stats = self._timers, self.rng, self.stats
         self._gossip = Gossip(config, table, timers, rng, stats, self._outbox, now, packet_overhead)
         self._suspicions = SuspicionTracker(
@@ -123,7 +138,10 @@ class SwimInstance:
         self._reasserted: dict[Address, float] = {}
 
         timers.schedule(now + rng.uniform(0, config.probe_interval), self._prober.tick)
-        timers.schedule(now + rng.uniform(0, config.push_pull_interval), ae.push_pull_tick)
+        # A formed start's nodes are at a random phase of their (size-scaled) exchange period,
+        # as in a mesh formed long ago; a joining node (live == 1) starts unscaled.
+        first_exchange = push_pull_scale(config.push_pull_interval, table.live)
+        timers.schedule(now + rng.uniform(0, first_exchange), ae.push_pull_tick)
         timers.schedule(now + config.reconnect_interval * rng.uniform(0.5, 1.5), ae.reconnect_tick)
 
     # -- queries ---------------------------------------------------------------------------
@@ -146,8 +164,7 @@ class SwimInstance:
         return self._table.members()
 
     def member(self, name: str) -> Member | None:
-        state = self._table.get(name)
-        return None if state is None else state.view()
+        return self._table.view_of(name)
 
     def local_member(self) -> Member:
         return self._table[self.name].view()
@@ -399,7 +416,7 @@ class SwimInstance:
 
     def _apply(self, claim: Claim, now: float) -> bool:
         """Fold a claim about a peer into the table; True if it told us something new."""
-        state = self._table.get(claim.name)
+        state = self._table.peek(claim.name)
         if state is None:
             if claim.status is not _ALIVE:
                 # As memberlist: only an alive claim introduces a member. Otherwise a reaped
@@ -411,7 +428,7 @@ class SwimInstance:
             self._status_changed(state, None, claim, now)
             return True
         old_status, old_incarnation = state.status, state.incarnation
-        status_changed, identity_changed = self._table.merge(state, claim, now)
+        state, status_changed, identity_changed = self._table.merge(state, claim, now)
         if status_changed:
             self._status_changed(state, old_status, claim, now)
         elif state.status is _SUSPECT and claim.status is _SUSPECT:

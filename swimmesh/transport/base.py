@@ -4,7 +4,7 @@ push-pull and overlay request/response."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..errors import SwimmeshError
 from ..member import Address
@@ -46,3 +46,24 @@ class Transport(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class DrivenTransport(Transport, Protocol):
+    """A transport that pushes to its node instead of being read: it calls the node back for
+    each datagram and when its timer is due, from a task of its own, and its sends never
+    block (the in-memory network; see :meth:`MemoryTransport.drive`)."""
+
+    def drive(
+        self,
+        on_datagram: Callable[[Address, bytes], None],
+        on_timer: Callable[[], None],
+        on_failure: Callable[[BaseException], None],
+    ) -> None: ...
+
+    def arm(self, at: float) -> None:
+        """Call ``on_timer`` at Trio time ``at`` (``inf``: never), replacing any earlier
+        arming."""
+        ...
+
+    def send_nowait(self, address: Address, data: bytes) -> None: ...
