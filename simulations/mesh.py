@@ -34,6 +34,7 @@ from leadership.clock import Clock
 from leadership.quorum import MemoryPromises, VoterConfig
 from leadership.quorum.store import QuorumLeaseStore
 from swimmesh import MemberEventKind, MemberStatus, MeshNode
+from swimmesh.elections import BELIEF_LEASES, view_alive
 from swimmesh.leadership_view import MeshMembershipView, MeshMessenger
 from swimmesh.testing import Cluster, EventLog, MemoryNetwork
 
@@ -313,6 +314,8 @@ class Leadership:
                                 if name in mesh_names
                                 else []
                             ),
+                            alive=view_alive(node),  # followers believe as in the agent
+                            belief_leases=BELIEF_LEASES,
                         )
                     )
                 coordinator = await stack.enter_async_context(
