@@ -561,8 +561,12 @@ class QuorumLeaseStore:
         if isinstance(decision, Refused):
             if acquiring:
                 incumbent = None
-                if decision.incumbent is not None and decision.incumbent_remaining >= MIN_REMAINING:
-                    remaining = decision.incumbent_remaining
+                if decision.incumbent is not None:
+                    # a lease at its very end still counts, as MIN_REMAINING: the caller looks
+                    # again just after it instead of taking the scope for vacant and waiting
+                    # an evaluation interval (a follower that learned the lease's end from
+                    # the voters campaigns right at it, and races their expiry)
+                    remaining = max(decision.incumbent_remaining, MIN_REMAINING)
                     self._learn(scope.key, decision.incumbent, decision.incumbent_term, remaining)
                     incumbent = self._lease(
                         scope, decision.incumbent, decision.incumbent_term, remaining, remaining
