@@ -2,13 +2,15 @@
 ``--voters 0`` the availability store of ``quorum = "none"``).
 
 Starts N agents (the first ``--voters`` of them voting), then measures, until every live agent
-reports it on ``/control/leaders``:
+reports it on ``/control/leaders`` (read again at each leadership event an agent streams, so
+the watching adds no polling load):
 
-* failover after ``kill -9`` of the ``global-control`` leader (the victim restarts between runs);
+* failover after ``kill -9`` of the ``global-control`` leader (the victim restarts between runs),
+  each stop at a random point of the renewal cycle (``--phase``, ``--seed``);
 * handover after SIGTERM of the leader;
 * idle CPU per agent (ms per s, from /proc) and messages per second per node (SWIM datagrams;
   lease store requests) with 1 global + ``--shards`` shard scopes, against the same mesh
-  without leadership.
+  without leadership, with the scopes each node leads (``--preempt`` spreads them).
 
 Prints JSON, then a table (median, p90/p99, min, max).
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import statistics
 import sys
@@ -31,6 +34,7 @@ from typing import Any
 import httpx
 import trio
 
+from leadership import parse_duration
 from swimmesh.testing import AgentProcesses
 
 SCOPE = "global-control"
@@ -115,16 +119,72 @@ async def until_agreed(mesh: Mesh, not_leader: str | None, timeout: float) -> tu
                 await trio.sleep(0.02)
 
 
-async def transitions(mesh: Mesh, sig: int, runs: int, settle: float) -> list[float]:
+async def until_reported(
+    mesh: Mesh, victim: str, fence: int, stop: Any, timeout: float
+) -> tuple[float, str, int]:
+    """Call ``stop()``, then wait until every other live agent's ``/control/leaders`` names one
+    leader other than ``victim`` above ``fence``; return the seconds that took, the leader, its
+    fence. Each agent is read once at the start and then once per leadership event it streams
+    (SSE), so the measurement adds no polling load to a machine the agents share."""
+    names = [n for n in mesh.procs.live() if n != victim]
+    reports: dict[str, tuple[str, int] | None] = {}
+    agreed = trio.Event()
+    found: list[tuple[float, str, int]] = []
+
+    def take(name: str, report: tuple[str, int] | None, started: float | None) -> None:
+        reports[name] = report
+        values = {reports.get(n) for n in names}
+        if started is None or agreed.is_set() or len(values) != 1:
+            return
+        (value,) = values
+        if value is not None and value[0] != victim and value[1] > fence:
+            found.append((time.monotonic() - started, *value))
+            agreed.set()
+
+    started: list[float] = []
+
+    async def follow(
+        client: httpx.AsyncClient, name: str, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        url = mesh.procs.url(name)
+        params = {"scope": SCOPE}
+        async with client.stream("GET", url + "/control/events/leadership", params=params) as resp:
+            lines = resp.aiter_lines()
+            await lines.__anext__()  # the stream's opening comment: subscribed from here on
+            take(name, await leader_of(client, url), None)
+            task_status.started()
+            async for line in lines:
+                if line.startswith("data:"):
+                    take(name, await leader_of(client, url), started[0] if started else None)
+
+    timeouts = httpx.Timeout(5.0, read=None)
+    async with httpx.AsyncClient(timeout=timeouts) as client, trio.open_nursery() as nursery:
+        for name in names:
+            await nursery.start(follow, client, name)
+        started.append(time.monotonic())
+        stop()
+        with trio.fail_after(timeout):
+            await agreed.wait()
+        nursery.cancel_scope.cancel()
+    return found[0]
+
+
+async def transitions(
+    mesh: Mesh, sig: int, runs: int, settle: float, phase: float, seed: int
+) -> list[float]:
+    """Stop the leader ``runs`` times; each stop comes ``settle`` plus a random part of ``phase``
+    seconds after every node agreed, so stops fall at every point of the renewal cycle, as real
+    crashes do (a fixed delay would stop it at one phase, e.g. always just after a renewal)."""
     times = []
+    rng = random.Random(seed)
     for _ in range(runs):
         leader, fence = await until_agreed(mesh, None, 60)
-        await trio.sleep(settle)
+        await trio.sleep(settle + rng.uniform(0.0, phase))
         proc = mesh.procs.procs.pop(leader)
-        start = time.monotonic()
-        proc.send_signal(sig)
-        _, new_fence = await until_agreed(mesh, leader, 60)
-        times.append(time.monotonic() - start)
+        took, _, new_fence = await until_reported(
+            mesh, leader, fence, lambda p=proc: p.send_signal(sig), 60
+        )
+        times.append(took)
         assert new_fence > fence, (fence, new_fence)
         await trio.to_thread.run_sync(proc.wait)
         await trio.to_thread.run_sync(mesh.start, leader)
@@ -155,9 +215,12 @@ def messages(mesh: Mesh, name: str) -> dict[str, float]:
     return counts
 
 
-def section(voters: list[str], lease: str, renew: str, shards: int) -> str:
-    """The ``mesh.leadership`` section; no voters means ``quorum = "none"``."""
+def section(voters: list[str], lease: str, renew: str, shards: int, preempt: bool = False) -> str:
+    """The ``mesh.leadership`` section; no voters means ``quorum = "none"``; ``preempt`` hands
+    each scope to its best-ranked node (spreading the shards), else the first to come keeps it."""
     text = "[mesh.leadership]\n" + (f"voters = {json.dumps(voters)}\n" if voters else "")
+    if preempt:
+        text += 'preempt = true\nstableAfter = "5s"\n'
     text += f'leaseDuration = "{lease}"\n'
     text += f'renewalLeadTime = "{renew}"\n'
     if shards:
@@ -169,6 +232,7 @@ def section(voters: list[str], lease: str, renew: str, shards: int) -> str:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     names = [f"n{i:02d}" for i in range(args.nodes)]
     out: dict[str, Any] = {"config": vars(args)}
+    phase = args.phase if args.phase is not None else parse_duration(args.lease, "--lease")
     mesh = Mesh(
         args.nodes,
         args.voters,
@@ -180,16 +244,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             mesh.start(name)
         trio.run(until_agreed, mesh, None, 60)
         out["kill9_failover_s"] = quantiles(
-            trio.run(transitions, mesh, signal.SIGKILL, args.kills, args.settle)
+            trio.run(transitions, mesh, signal.SIGKILL, args.kills, args.settle, phase, args.seed)
         )
         out["sigterm_handover_s"] = quantiles(
-            trio.run(transitions, mesh, signal.SIGTERM, args.handovers, args.settle)
+            trio.run(
+                transitions, mesh, signal.SIGTERM, args.handovers, args.settle, phase, args.seed
+            )
         )
     finally:
         mesh.close()
     cpu_lease, cpu_renew = args.cpu_lease or args.lease, args.cpu_renew or args.renew
     for label, text in (
-        ("with_leadership", section(names[: args.voters], cpu_lease, cpu_renew, args.shards)),
+        (
+            "with_leadership",
+            section(names[: args.voters], cpu_lease, cpu_renew, args.shards, args.preempt),
+        ),
         ("without_leadership", None),
     ):
         mesh = Mesh(args.nodes, args.voters, args.preset, text)
@@ -210,15 +279,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 out[f"{kind}_per_s_per_node_{label}"] = quantiles(
                     [(messages(mesh, n)[kind] - before[n][kind]) / took for n in mesh.names]
                 )
+            if text is not None:
+                led = scopes_led(mesh)
+                out["scopes_led_per_node"] = quantiles([float(led.get(n, 0)) for n in cpu])
+                out["idle_cpu_ms_per_s_with_leadership_leading_nothing"] = quantiles(
+                    [ms for n, ms in cpu.items() if not led.get(n) and n not in mesh.voters]
+                )
+                out["per_node_with_leadership"] = {
+                    n: {"voter": n in mesh.voters, "scopes_led": led.get(n, 0), "cpu_ms_per_s": ms}
+                    for n, ms in cpu.items()
+                }
         finally:
             mesh.close()
     return out
 
 
+def scopes_led(mesh: Mesh) -> dict[str, int]:
+    """How many scopes each node leads, as the last node reports it."""
+    doc = httpx.get(mesh.procs.url(mesh.names[-1]) + "/control/leaders", timeout=5).json()
+    led: dict[str, int] = {}
+    for token in doc.get("tokens", []):
+        led[token["leaderId"]] = led.get(token["leaderId"], 0) + 1
+    return led
+
+
 def table(result: dict[str, Any]) -> str:
     rows = [f"{'measure':<52} {'n':>4} {'median':>8} {'p90':>8} {'p99':>8} {'min':>8} {'max':>8}"]
     for key, value in result.items():
-        if key == "config" or not value:
+        if key == "config" or not value or "n" not in value:
             continue
         rows.append(
             f"{key:<52} {value['n']:>4} {value['median']:>8} {value['p90']:>8} {value['p99']:>8} "
@@ -237,6 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--handovers", type=int, default=10)
     parser.add_argument("--settle", type=float, default=1.0, help="seconds between runs")
+    parser.add_argument(
+        "--phase",
+        type=float,
+        default=None,
+        help="each stop waits a further uniform random 0..PHASE s (default: one lease)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of the stop times")
     parser.add_argument("--shards", type=int, default=200, help="shard scopes for the CPU run")
     parser.add_argument(
         "--warmup", type=float, default=30.0, help="seconds before the CPU run (elections settle)"
@@ -244,6 +339,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-lease", default=None, help="leaseDuration of the CPU run")
     parser.add_argument("--cpu-renew", default=None, help="renewalLeadTime of the CPU run")
     parser.add_argument("--cpu-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--preempt",
+        action="store_true",
+        help="CPU run: spread the scopes over their best-ranked nodes (agents start one by one, "
+        "so without it the first few keep most scopes)",
+    )
     args = parser.parse_args(argv)
     result = run(args)
     json.dump(result, sys.stdout, indent=2)
