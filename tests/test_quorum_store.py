@@ -277,6 +277,39 @@ async def test_followers_learn_from_notices_and_campaign_after_a_release(clock):
         assert won.outcome is LeaseOutcome.GRANTED and won.lease.term == 2
 
 
+async def test_followers_hear_of_a_release_only_after_the_voters_have_it(clock):
+    """A release reaches the voters slowly (their link from the holder is slow) and the
+    followers fast. The successor campaigns as soon as it hears; had it heard before a majority
+    of voters cleared the grant, it would be refused and wait out the whole lease (a SIGTERM
+    handover that took a lease instead of a round trip, seen on real agents)."""
+    mesh = LocalMesh()
+    async with AsyncExitStack() as stack:
+        stores = await open_with_notices(stack, mesh, ["v1", "v2", "v3", "c1", "c2"])
+        a, b = Holder("c1", "x"), Holder("c2", "y")
+        feed = stores["c2"].watch()
+        await stores["c2"].get(SCOPE)
+        assert (await stores["c1"].acquire(SCOPE, a, D)).outcome is LeaseOutcome.GRANTED
+        assert (await next_change(feed)).kind is LeaseChangeKind.ACQUIRED
+        slow = stores["c1"].messenger
+        fast_request = slow.request
+
+        async def slow_to_voters(node_id, kind, payload, *, timeout):
+            if kind == MESSAGE_KIND:
+                await trio.sleep(0.2)
+            return await fast_request(node_id, kind, payload, timeout=timeout)
+
+        slow.request = slow_to_voters  # type: ignore[method-assign]
+        released_at = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stores["c1"].release, SCOPE, a, 1)
+            change = await next_change(feed)
+            assert change.kind is LeaseChangeKind.RELEASED
+            won = await stores["c2"].acquire(SCOPE, b, D)
+        assert won.outcome is LeaseOutcome.GRANTED and won.lease is not None
+        assert won.lease.term == 2
+        assert trio.current_time() - released_at < 1.0  # a round trip, not the 8 s lease
+
+
 async def test_news_of_a_released_term_is_ignored(clock):
     mesh = LocalMesh()
     async with AsyncExitStack() as stack:

@@ -319,15 +319,35 @@ class QuorumLeaseStore:
             return LeaseResult(LeaseOutcome.NOT_CURRENT_LEADER, detail="not this holder's term")
         out = cand.release(scope.key)
         if out is not None:
-            # tell the voters and the followers now (not in a later batch: a stopping node's
-            # store is about to close), so a successor campaigns at once
+            # Tell the voters and the followers now (not in a later batch: a stopping node's
+            # store is about to close), the followers only once a majority of the voters has
+            # the release (or every voter answered or failed, or half the bound passed): a
+            # successor that campaigns on the notice while the voters still hold the grant is
+            # refused and waits for the whole lease.
             notice = LeaseNotice((NoticeEntry("released", scope.key, holder, term, 0.0),))
+            config, targets = self.config, sorted(out.targets)
+            answered: set[str] = set()
+            settled = trio.Event()
+            if not targets:
+                settled.set()
+            done = 0
+
+            async def tell(target: str) -> None:
+                nonlocal done
+                if await self._ask(target, out.message):
+                    answered.add(target)
+                done += 1
+                if done == len(targets) or config.has_majority(answered):
+                    settled.set()
+
             with trio.move_on_after(self.request_timeout):
                 async with trio.open_nursery() as nursery:
-                    for target in sorted(out.targets):
-                        nursery.start_soon(self._ask, target, out.message)
+                    for target in targets:
+                        nursery.start_soon(tell, target)
+                    with trio.move_on_after(self.request_timeout / 2):
+                        await settled.wait()
+                    payload = cbor2.dumps(encode(notice))
                     for peer in self._notice_targets():
-                        payload = cbor2.dumps(encode(notice))
                         nursery.start_soon(self._send_notice, peer, payload)
         return LeaseResult(LeaseOutcome.RELEASED)
 
@@ -450,8 +470,9 @@ class QuorumLeaseStore:
         for target in sorted(out.targets):
             self._nursery.start_soon(self._ask, target, out.message)
 
-    async def _ask(self, target: str, message: Message) -> None:
-        """Send one message to one voter (this node's own voter without the network)."""
+    async def _ask(self, target: str, message: Message) -> bool:
+        """Send one message to one voter (this node's own voter without the network); whether
+        it answered (a release's answer is empty)."""
         if target == self.messenger.local_id and self.voter is not None:
             answer = await self._answer(message)
         else:
@@ -463,16 +484,17 @@ class QuorumLeaseStore:
                 )
             except MessengerError:
                 self.stats.unanswered_requests += 1
-                return
+                return False
             if not raw:
-                return
+                return True
             try:
                 answer = decode(cbor2.loads(raw))
             except (QuorumWireError, cbor2.CBORDecodeError, ValueError) as exc:
                 self._bad(target, exc)
-                return
+                return False
         if isinstance(answer, LeaseReply):
             self._take_reply(answer)
+        return True
 
     def _take_reply(self, reply: LeaseReply) -> None:
         if reply.holder.boot_id == "read" and reply.holder.node_id == self.messenger.local_id:
