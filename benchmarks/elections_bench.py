@@ -128,20 +128,20 @@ async def until_reported(
     (SSE), so the measurement adds no polling load to a machine the agents share."""
     names = [n for n in mesh.procs.live() if n != victim]
     reports: dict[str, tuple[str, int] | None] = {}
+    started: float | None = None  # set when ``stop()`` is called
+    found: tuple[float, str, int] | None = None
     agreed = trio.Event()
-    found: list[tuple[float, str, int]] = []
 
-    def take(name: str, report: tuple[str, int] | None, started: float | None) -> None:
+    def take(name: str, report: tuple[str, int] | None) -> None:
+        nonlocal found
         reports[name] = report
         values = {reports.get(n) for n in names}
-        if started is None or agreed.is_set() or len(values) != 1:
+        if started is None or found is not None or len(values) != 1:
             return
         (value,) = values
         if value is not None and value[0] != victim and value[1] > fence:
-            found.append((time.monotonic() - started, *value))
+            found = (time.monotonic() - started, *value)
             agreed.set()
-
-    started: list[float] = []
 
     async def follow(
         client: httpx.AsyncClient, name: str, *, task_status: Any = trio.TASK_STATUS_IGNORED
@@ -151,22 +151,23 @@ async def until_reported(
         async with client.stream("GET", url + "/control/events/leadership", params=params) as resp:
             lines = resp.aiter_lines()
             await lines.__anext__()  # the stream's opening comment: subscribed from here on
-            take(name, await leader_of(client, url), None)
+            take(name, await leader_of(client, url))
             task_status.started()
             async for line in lines:
                 if line.startswith("data:"):
-                    take(name, await leader_of(client, url), started[0] if started else None)
+                    take(name, await leader_of(client, url))
 
     timeouts = httpx.Timeout(5.0, read=None)
     async with httpx.AsyncClient(timeout=timeouts) as client, trio.open_nursery() as nursery:
         for name in names:
             await nursery.start(follow, client, name)
-        started.append(time.monotonic())
+        started = time.monotonic()
         stop()
         with trio.fail_after(timeout):
             await agreed.wait()
         nursery.cancel_scope.cancel()
-    return found[0]
+    assert found is not None
+    return found
 
 
 async def transitions(
