@@ -560,14 +560,14 @@ class Schedule:
                     self._write(node, scope)
                 stale = kind is not None and self._round_age(cand, scope, now) > 0.5 * D
                 if stale:
-                    cand.abandon(scope)
+                    self._send_out(name, cand.abandon(scope))
                     kind = None
                 if kind is None and now >= cand.deadline(scope) - 0.5 * D * cand.factor:
                     renew.append(scope)
                 continue
             cand.step_down(scope)
             if kind is not None and self._round_age(cand, scope, now) > 0.5 * D:
-                cand.abandon(scope)
+                self._send_out(name, cand.abandon(scope))
                 kind = None
             if kind is None and now >= node.backoff.get(scope, -1.0) and self.rng.random() < 0.6:
                 self._send_out(name, cand.campaign([scope], now))

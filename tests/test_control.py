@@ -472,7 +472,12 @@ async def test_voters_are_added_and_removed_one_at_a_time_with_the_gap(
         await wait_for(lambda: len(leaders()) == 1, timeout=30, what="a leader")
         term = p.agents[leaders()[0]].coordinator.election("global-control").token.term
         client = p.clients["d"]
-        assert (await client.get("/control/voters")).json() == {"epoch": 1, "voters": list(voters)}
+        shown = (await client.get("/control/voters")).json()
+        assert shown["epoch"] == 1 and shown["voters"] == list(voters)
+        assert shown["local"]["granting"] is False  # d keeps a voter, outside the set for now
+        assert "not a member" in shown["local"]["reason"]
+        voting = (await p.clients["a"].get("/control/voters")).json()["local"]
+        assert voting == {"granting": True, "reason": "", "remaining": 0.0}
         assert (await client.post("/control/voters/add", json={"node": "e"})).status_code == 401
         bad = await client.post("/control/voters/add", json={"nodes": "e"}, headers=AUTH)
         assert bad.status_code == 400

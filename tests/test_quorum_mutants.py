@@ -179,6 +179,7 @@ def test_a_promise_file_without_the_newer_fields_loads_with_their_defaults(tmp_p
 def test_a_refusal_names_the_holder_most_refusing_voters_named() -> None:
     five = VoterConfig(1, {"v1", "v2", "v3", "v4", "v5"})
     cand = LeaseCandidate(A, five, duration=D)
+    cand.observe_term("s", 5)  # campaigns above every term the voters promised: no outbid
     request = campaign(cand, now=0.0)
     (entry,) = request.entries
     c = Holder("c", "boot-c")

@@ -663,3 +663,32 @@ async def test_a_campaign_refused_at_the_very_end_of_a_lease_still_names_the_inc
         assert late.lease.remaining == MIN_REMAINING
         await trio.sleep(late.lease.remaining)
         assert (await stores["c2"].acquire(SCOPE, b, D)).outcome is LeaseOutcome.GRANTED
+
+
+@pytest.mark.parametrize("give_back", [True, False])
+async def test_a_campaign_that_times_out_frees_the_voters_it_reached(clock, monkeypatch, give_back):
+    """v3 is down and v2 cannot be reached while c1 campaigns: v1 grants c1, and the round
+    times out. When v2 is back, c2 must be elected by v1 and v2 at once. In the broken variant
+    (a failed campaign keeps its grants) v1 refuses c2 until c1's grant expires, a whole lease:
+    the split grants that left a scope leaderless after a SIGTERM on real agents."""
+    if not give_back:
+        from leadership.quorum.candidate import LeaseCandidate
+
+        monkeypatch.setattr(LeaseCandidate, "_give_back", lambda *args: None)
+    mesh = LocalMesh()
+    async with AsyncExitStack() as stack:
+        stores = await open_stores(stack, mesh, ["v1", "v2", "v3", "c1", "c2"], round_timeout=1.0)
+        a, b = Holder("c1", "x"), Holder("c2", "y")
+        mesh.unreachable |= {"v2", "v3"}
+        failed = await stores["c1"].acquire(SCOPE, a, D)
+        assert failed.outcome is LeaseOutcome.STORE_UNAVAILABLE
+        mesh.unreachable -= {"v2"}
+        t0 = trio.current_time()
+        won = await stores["c2"].acquire(SCOPE, b, D)
+        if give_back:
+            assert won.outcome is LeaseOutcome.GRANTED
+            assert trio.current_time() - t0 < 0.5  # one round trip, not a lease
+            assert stores["c1"]._candidate is not None
+            assert stores["c1"]._candidate.terms_given_back == 1
+        else:
+            assert won.outcome is not LeaseOutcome.GRANTED

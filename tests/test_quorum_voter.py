@@ -68,6 +68,19 @@ def test_no_grant_to_another_holder_while_a_grant_is_unexpired():
     assert verdict(v, B, 2, now=D + 0.001).granted
 
 
+def test_a_voter_says_whether_it_grants_and_for_how_long_it_sits_out():
+    assert voter().status(now=0.0).granting
+    restarted = voter(MemoryPromises(PromiseState(terms={"s": 3}, config=CONFIG)), now=100.0)
+    status = restarted.status(now=104.0)
+    assert not status.granting and status.remaining == pytest.approx(D - 4.0)
+    assert "sitting out" in status.reason
+    assert not verdict(restarted, A, 4, now=104.0).granted  # what it says is what it does
+    assert restarted.status(now=100.0 + D).granting
+    assert verdict(restarted, A, 4, now=100.0 + D).granted
+    blank = voter(recover_if_blank=True)
+    assert not blank.status(now=0.0).granting and "recovering" in blank.status(now=0.0).reason
+
+
 def test_equal_term_renews_for_the_same_holder_even_after_local_expiry():
     v = voter()
     assert verdict(v, A, 1, now=0.0).granted
@@ -270,11 +283,96 @@ def test_refusals_retry_above_the_promised_term():
     cand = LeaseCandidate(A, CONFIG, duration=D)
     req = cand.campaign(["s"], now=0.0).message
     assert isinstance(req, LeaseRequest)
-    cand.on_reply(reply("v1", A, req, False, promised=7), now=0.1)
-    (decision,) = cand.on_reply(reply("v2", A, req, False, promised=3), now=0.2).decisions
+    # one voter that promised a term at or above the campaign's fails it at once: waiting for
+    # the others would only wait out the round when one is down
+    (decision,) = cand.on_reply(reply("v1", A, req, False, promised=7), now=0.1).decisions
     assert isinstance(decision, Refused) and decision.promised == 7
+    assert cand.on_reply(reply("v2", A, req, True), now=0.2).decisions == ()
     again = cand.campaign(["s"], now=0.3).message
     assert isinstance(again, LeaseRequest) and again.entries[0].term == 8
+
+
+def test_a_refused_campaign_gives_its_term_back_to_the_voters_that_may_hold_it():
+    cand = LeaseCandidate(A, CONFIG, duration=D)
+    req = cand.campaign(["s"], now=0.0).message
+    assert isinstance(req, LeaseRequest)
+    cand.on_reply(reply("v2", A, req, False, promised=0), now=0.1)
+    step = cand.on_reply(reply("v3", A, req, False, promised=0), now=0.2)
+    assert isinstance(step.decisions[0], Refused)
+    (out,) = step.outbound
+    assert out.targets == {"v1"}  # it had not answered: its grant may be on the way
+    assert out.message == ReleaseRequest(A, "s", 1)
+    assert cand.released("s") and cand.terms_given_back == 1
+    # the grant lands after the refusal decided the round: it goes back to that voter again
+    late = cand.on_reply(reply("v1", A, req, True), now=0.3)
+    assert late.decisions == ()
+    assert [(o.targets, o.message) for o in late.outbound] == [({"v1"}, ReleaseRequest(A, "s", 1))]
+    assert cand.stray_grants_given_back == 1
+    again = cand.campaign(["s"], now=0.4).message
+    assert isinstance(again, LeaseRequest) and again.entries[0].term == 2
+
+
+def test_an_abandoned_campaign_gives_its_term_back_and_a_renewal_keeps_it():
+    cand = LeaseCandidate(A, CONFIG, duration=D)
+    req = cand.campaign(["s"], now=0.0).message
+    assert isinstance(req, LeaseRequest)
+    cand.on_reply(reply("v1", A, req, True), now=0.1)
+    cand.on_reply(reply("v2", A, req, False, promised=0), now=0.1)
+    out = cand.abandon("s")  # timed out with one grant of three
+    assert out is not None and out.targets == {"v1", "v3"}
+    assert out.message == ReleaseRequest(A, "s", 1)
+    assert cand.abandon("s") is None  # nothing in flight any more
+    # a leader's renewal that times out keeps its term: it may still be renewed or restored
+    won = cand.campaign(["s"], now=1.0).message
+    for name in ("v1", "v2"):
+        cand.on_reply(reply(name, A, won, True), now=1.1)
+    assert cand.is_leader("s", 1.2)
+    renewal = cand.renew(["s"], now=5.0)
+    assert renewal is not None
+    assert cand.abandon("s") is None and not cand.released("s")
+    # and its late grant is kept too, where a grant of the term left behind goes back
+    late = cand.on_reply(reply("v3", A, renewal.message, True), now=5.5)
+    assert late.outbound == ()
+    stray = cand.on_reply(reply("v3", A, req, True), now=5.6)
+    assert [o.message for o in stray.outbound] == [ReleaseRequest(A, "s", 1)]
+
+
+def deliver(voters: dict[str, LeaseVoter], cand: LeaseCandidate, out, now: float) -> list:
+    """Hand ``out`` to the voters that are up and their replies back; the decisions made."""
+    decisions = []
+    for target in sorted(out.targets & voters.keys()):
+        if isinstance(out.message, ReleaseRequest):
+            voters[target].on_release(out.message, now)
+            continue
+        step = cand.on_reply(voters[target].on_request(out.message, now), now)
+        decisions += step.decisions
+        for more in step.outbound:
+            decisions += deliver(voters, cand, more, now)
+    return decisions
+
+
+@pytest.mark.parametrize("give_back", [True, False])
+def test_a_voter_freed_by_a_failed_campaign_grants_the_next_candidate(give_back: bool):
+    """One voter down, one sitting out after a restart: A's campaign gets one grant and times
+    out. Kept, that grant would refuse B for a whole lease once the other voter is back; given
+    back, B is elected by the two voters up."""
+    restarted = MemoryPromises(PromiseState(terms={"other": 1}, config=CONFIG))
+    v2 = LeaseVoter("v2", max_duration=D, promises=restarted, now=0.0, config=CONFIG)
+    voters = {"v1": voter(), "v2": v2}  # v3 is down
+    a = LeaseCandidate(A, CONFIG, duration=D)
+    b = LeaseCandidate(B, CONFIG, duration=D)
+    assert deliver(voters, a, a.campaign(["s"], 1.0), 1.0) == []  # v1 grants, v2 sits out
+    given = a.abandon("s")
+    assert given is not None
+    if give_back:
+        deliver(voters, a, given, 3.0)
+    b.observe_term("s", 1)  # as a reject from v1 would tell it
+    decisions = deliver(voters, b, b.campaign(["s"], D + 0.5), D + 0.5)  # v2 is back
+    if give_back:
+        (decision,) = decisions
+        assert isinstance(decision, Elected) and decision.term == 2
+    else:  # v1 refuses, v2 grants: one of three, and the round waits for its timeout
+        assert decisions == [] and not b.is_leader("s", D + 0.5)
 
 
 def test_renewal_keeps_the_term_and_the_later_deadline():

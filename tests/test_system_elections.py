@@ -196,9 +196,39 @@ def test_two_hundred_shards_are_all_led_and_stay_led(agents: Agents, tmp_path):
     assert losses() == before, "scopes were lost or expired in steady state"
 
 
+def voter_status(agents: Agents, name: str) -> dict[str, object]:
+    try:
+        doc = httpx.get(agents.url(name) + "/control/voters", timeout=2).json()
+    except httpx.HTTPError:
+        return {}
+    local = doc.get("local")
+    return local if isinstance(local, dict) else {}
+
+
 def test_sigterm_hands_over_before_the_old_lease_could_expire(agents: Agents, tmp_path):
     # a long lease, renewed early: waiting for it to run out would take 10 s or more
     start_mesh(agents, tmp_path, lease="20s", lead="8s")
+    leader, fence = wait_agreed(agents)
+    # A voter that started blank after another had promised a term sits out one lease (it
+    # cannot tell a new mesh from a lost data directory). With the leader gone too, one voter
+    # of three grants and nobody can be elected before that ends: wait for every voter.
+    sitting = voter_status(agents, "c")
+    wait_until(
+        lambda: all(voter_status(agents, v).get("granting") is True for v in VOTERS),
+        30,
+        "every voter granting",
+    )
+    listed = subprocess.run(
+        [sys.executable, "-m", "swimmesh", "mesh", "voters", "list", "--url", agents.url("c")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "epoch 1: a, b, c" in listed.stdout
+    assert "this node's voter grants leases" in listed.stdout
+    if sitting.get("granting") is False:
+        assert float(sitting["remaining"]) > 0 or "recovering" in str(sitting["reason"])
     leader, fence = wait_agreed(agents)
     other = next(n for n in NAMES if n != leader)
     old = tokens(agents, other)[SCOPE]

@@ -22,7 +22,7 @@ from .candidate import (
 )
 from .durable import FilePromises, MemoryPromises, PromiseState, PromiseStore
 from .membership import VoterConfig, VoterConfigError
-from .voter import LeaseVoter
+from .voter import LeaseVoter, VoterStatus
 from .wire import (
     LeaseReply,
     LeaseRequest,
@@ -55,6 +55,7 @@ __all__ = [
     "Verdict",
     "VoterConfig",
     "VoterConfigError",
+    "VoterStatus",
     "decode",
     "encode",
 ]

@@ -16,9 +16,18 @@ Theory of operation, per scope:
   term (the voters refused every other holder in between: the term never moved).
 * A round **fails** once the refusals leave no majority in some configuration; the highest
   promised term a reject carried is remembered, and the next campaign goes above it:
-  ``max(own term, highest promised seen) + 1``. The fence token is the term.
+  ``max(own term, highest promised seen) + 1``. The fence token is the term. A campaign also
+  fails at the first voter that had promised its term already: the others might still make a
+  majority, but with a voter down the round would only wait for its timeout, and a campaign
+  above that term is granted by everyone the first one could get.
 * **Release** first stops believing and abandons the in-flight round, then tells the voters.
   A released term is never renewed.
+* A **campaign that fails** (refused, or given up when it timed out) gives its term back at once
+  to every voter that granted it or had not answered, and any grant of a term this candidate
+  left behind that lands later is given back to the voter it came from. Such a grant elects
+  nobody, but it would keep every other candidate out of that voter for a whole lease: with one
+  voter of three down, two candidates holding one grant each would block each other until both
+  grants expired.
 
 Nothing here sleeps or sends: methods take a clock reading and return :class:`Outbound`
 messages and decisions for a shell to act on.
@@ -118,6 +127,8 @@ class _Round:
     min_granted: float = math.inf
     reports: dict[Holder, tuple[int, int, float]] = attrs.field(factory=dict)
     """Holders refusing voters named: (voters naming it, its term, least remaining)."""
+    outbid: bool = False
+    """A voter refused a campaign having promised its term or above already."""
 
 
 @attrs.define
@@ -152,7 +163,12 @@ class LeaseCandidate:
         self.factor = (1 - max_drift) / (1 + max_drift)
         self._scopes: dict[str, _ScopeState] = {}
         self._next_round = 1
+        self._giving_back: list[Outbound] = []
         self.foreign_replies = 0
+        self.terms_given_back = 0
+        """Failed campaigns whose term was given back to the voters."""
+        self.stray_grants_given_back = 0
+        """Grants of a term left behind that landed late and were given back."""
 
     # ---------------------------------------------------------------- queries
 
@@ -229,6 +245,10 @@ class LeaseCandidate:
             st.max_seen = max(st.max_seen, verdict.promised)
             rnd = st.round
             if rnd is None or not self._answers(verdict, rnd):
+                if verdict.granted and self._left_behind(st, verdict.term):
+                    self.stray_grants_given_back += 1
+                    release = ReleaseRequest(self.holder, verdict.scope, verdict.term)
+                    self._giving_back.append(Outbound(frozenset({reply.voter}), release))
                 continue
             if reply.config is not None and reply.config not in rnd.configs:
                 rnd.configs.append(reply.config)
@@ -242,6 +262,7 @@ class LeaseCandidate:
                 rnd.min_granted = min(rnd.min_granted, verdict.duration)
             else:
                 rnd.refusals.add(reply.voter)
+                rnd.outbid |= rnd.kind is RoundKind.ACQUIRE and verdict.promised >= rnd.term
                 if verdict.holder is not None and verdict.holder != self.holder:
                     count, term, remaining = rnd.reports.get(verdict.holder, (0, 0, math.inf))
                     rnd.reports[verdict.holder] = (
@@ -252,17 +273,23 @@ class LeaseCandidate:
             decision = self._settle(verdict.scope, st, rnd, now)
             if decision is not None:
                 decisions.append(decision)
-        outbound = []
+        outbound, self._giving_back = self._giving_back, []
         if widen:
             request = LeaseRequest(self.holder, self.config.epoch, tuple(widen))
             outbound.append(Outbound(frozenset(widen_to), request))
         return RoundStep(tuple(decisions), tuple(outbound))
 
-    def abandon(self, scope: str) -> None:
-        """Forget the in-flight round (timed out or cancelled); its replies will be ignored."""
+    def abandon(self, scope: str) -> Outbound | None:
+        """Forget the in-flight round (timed out or cancelled); its replies will be ignored.
+        An abandoned campaign gives its term back (the release to send is returned); a renewal
+        does not: its term may still be renewed or restored."""
         st = self._scopes.get(scope)
-        if st is not None:
-            st.round = None
+        if st is None or st.round is None:
+            return None
+        rnd, st.round = st.round, None
+        if rnd.kind is RoundKind.ACQUIRE:
+            return self._give_back(scope, st, rnd)
+        return None
 
     def step_down(self, scope: str) -> None:
         """Stop believing (the lease ran out locally); the term may still be renewed or restored."""
@@ -321,6 +348,21 @@ class LeaseCandidate:
             LeaseRequest(self.holder, self.config.epoch, tuple(entries)),
         )
 
+    def _give_back(self, scope: str, st: _ScopeState, rnd: _Round) -> Outbound | None:
+        """A failed campaign's term is never used again: release it at every voter that granted
+        it or may still (a voter holds nothing of a term it refused)."""
+        st.released_term = max(st.released_term, rnd.term)
+        targets = rnd.asked - rnd.refusals
+        if not targets:
+            return None
+        self.terms_given_back += 1
+        return Outbound(frozenset(targets), ReleaseRequest(self.holder, scope, rnd.term))
+
+    @staticmethod
+    def _left_behind(st: _ScopeState, term: int) -> bool:
+        """A term this candidate will never lead at: an older one, or the current one released."""
+        return term < st.term or (term == st.term and st.released_term == term)
+
     def _answers(self, verdict: Verdict, rnd: _Round) -> bool:
         """A verdict counts only for the exact round it answers."""
         return verdict.round_id == rnd.round_id and verdict.term == rnd.term
@@ -346,8 +388,12 @@ class LeaseCandidate:
             st.deadline = deadline
             restored = rnd.kind is RoundKind.RENEW
             return Elected(scope, rnd.term, deadline, rnd.min_granted, restored=restored)
-        if any(c.out_of_reach(rnd.refusals) for c in rnd.configs):
+        if rnd.outbid or any(c.out_of_reach(rnd.refusals) for c in rnd.configs):
             st.round = None
+            if rnd.kind is RoundKind.ACQUIRE:
+                give_back = self._give_back(scope, st, rnd)
+                if give_back is not None:
+                    self._giving_back.append(give_back)
             lost = st.leader and st.max_seen > st.term
             if lost:
                 st.leader = False

@@ -43,7 +43,7 @@ from .durable import KnownConfigFile, PromiseStore
 from .followers import MIN_REMAINING, IncumbentBoard
 from .membership import VoterConfig
 from .saving import GroupCommit
-from .voter import LeaseVoter
+from .voter import LeaseVoter, VoterStatus
 from .wire import (
     READ_TERM,
     ConfigCommit,
@@ -415,7 +415,10 @@ class QuorumLeaseStore:
                         if key in batch:  # cancelled before its batch left: drop it
                             batch.remove(key)
                     if self._candidate is not None:
-                        self._candidate.abandon(key)  # late replies are ignored from now on
+                        # late replies are ignored from now on; a campaign's grants go back
+                        give_back = self._candidate.abandon(key)
+                        if give_back is not None:
+                            self._dispatch(give_back)
         if waiter.decision is None:
             self.stats.timeouts += 1
         return waiter.decision
@@ -765,6 +768,10 @@ class QuorumLeaseStore:
         self.board.take(entry, self.clock.now(), lease)
 
     # ---------------------------------------------------------------- voter-set changes
+
+    def voting(self) -> VoterStatus | None:
+        """Whether this node's voter grants now (None: this node is no voter)."""
+        return None if self.voter is None else self.voter.status(self.clock.now())
 
     def voter_config(self) -> VoterConfig:
         """The newest voter configuration this node knows."""

@@ -62,6 +62,15 @@ class Decision:
 
 
 @attrs.frozen
+class VoterStatus:
+    """Whether a voter grants now; if not, why, and for how long at most (0: unknown)."""
+
+    granting: bool
+    reason: str = ""
+    remaining: float = 0.0
+
+
+@attrs.frozen
 class VoterStats:
     granted: int
     refused: int
@@ -164,6 +173,21 @@ class LeaseVoter:
 
     def in_config(self) -> bool:
         return self.name in self.config.voters
+
+    def status(self, now: float) -> VoterStatus:
+        """Whether this voter grants at ``now`` (the refusals :meth:`decide` makes to all)."""
+        if self.recovering:
+            return VoterStatus(False, "recovering the promised terms it lost from the other voters")
+        if not self.in_config():
+            return VoterStatus(False, "not a member of its own voter configuration")
+        if now < self.sit_out_until:
+            return VoterStatus(
+                False,
+                "sitting out the longest lease after a start: grants it may have made before "
+                "can still be counted",
+                self.sit_out_until - now,
+            )
+        return VoterStatus(True)
 
     def on_request(self, request: LeaseRequest, now: float) -> LeaseReply:
         """Answer every scope of a request; new promises are made durable before the reply

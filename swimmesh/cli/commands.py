@@ -137,6 +137,14 @@ def cmd_voters(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
     else:
         print(f"epoch {doc['epoch']}: {', '.join(doc['voters'])}")
+        local = doc.get("local")
+        if isinstance(local, dict):
+            if local.get("granting"):
+                print("this node's voter grants leases")
+            else:
+                left = float(local.get("remaining") or 0)
+                until = f" for {left:.1f} s more" if left > 0 else ""
+                print(f"this node's voter grants nothing{until}: {local.get('reason')}")
     return EXIT_OK
 
 

@@ -1,6 +1,8 @@
 """``/control/voters``: the voter set of the quorum lease store, and changing it.
 
-``GET`` answers ``{"epoch", "voters"}`` (the newest configuration this node knows).
+``GET`` answers ``{"epoch", "voters", "local"}``: the newest configuration this node knows, and
+whether this node's own voter grants now (``null`` on a node that is no voter): a voter that
+restarted sits out one lease, so a majority of voters may be up and still grant nothing.
 ``POST /control/voters/add`` and ``/control/voters/remove`` (bearer token) with
 ``{"node": "<node id>"}`` run one change from this node: one member more or less, prepared at a
 majority of the current voters, committed at a majority of the new ones. 409 with the voters'
@@ -17,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from leadership.quorum import VoterConfig, VoterConfigError
+from leadership.quorum import VoterConfig, VoterConfigError, VoterStatus
 
 from .auth import Guard
 
@@ -25,11 +27,23 @@ from .auth import Guard
 class VoterAdmin(Protocol):
     def voter_config(self) -> VoterConfig: ...
 
+    def voting(self) -> VoterStatus | None: ...
+
     async def change_voters(self, new: VoterConfig, *, timeout: float = 10.0) -> VoterConfig: ...
 
 
 def config_json(config: VoterConfig) -> dict[str, object]:
     return {"epoch": config.epoch, "voters": sorted(config.voters)}
+
+
+def status_json(status: VoterStatus | None) -> dict[str, object] | None:
+    if status is None:
+        return None
+    return {
+        "granting": status.granting,
+        "reason": status.reason,
+        "remaining": round(status.remaining, 3),
+    }
 
 
 def voter_routes(admin: Callable[[], VoterAdmin | None], guard: Guard) -> list[BaseRoute]:
@@ -48,7 +62,9 @@ def voter_routes(admin: Callable[[], VoterAdmin | None], guard: Guard) -> list[B
         store = admin()
         if store is None:
             return unavailable()
-        return JSONResponse(config_json(store.voter_config()))
+        doc = config_json(store.voter_config())
+        doc["local"] = status_json(store.voting())
+        return JSONResponse(doc)
 
     async def change(request: Request) -> Response:
         store = admin()
