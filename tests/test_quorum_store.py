@@ -378,9 +378,7 @@ async def test_a_voter_that_lost_its_data_recovers_terms_and_sits_out_before_vot
     variant) it grants c2 the same scope while c1 still leads: two leaders."""
     mesh = LocalMesh()
     async with AsyncExitStack() as stack:
-        stores = await open_stores(
-            stack, mesh, ["v1", "v3", "c1", "c2"], recover_if_blank=recover
-        )
+        stores = await open_stores(stack, mesh, ["v1", "v3", "c1", "c2"], recover_if_blank=recover)
         v2_scope = trio.CancelScope()
 
         async def run_v2(promises: MemoryPromises, task_status=trio.TASK_STATUS_IGNORED):
@@ -426,9 +424,7 @@ async def test_a_voter_that_lost_its_data_recovers_terms_and_sits_out_before_vot
             nursery.cancel_scope.cancel()
 
 
-async def test_a_candidate_keeps_the_newest_voter_configuration_across_a_restart(
-    clock, tmp_path
-):
+async def test_a_candidate_keeps_the_newest_voter_configuration_across_a_restart(clock, tmp_path):
     """c1 learns epoch 2 from a voter's reply and stores it; restarted with only the bootstrap
     voters configured, it starts from epoch 2 (today's voters), not epoch 1."""
     mesh = LocalMesh()
@@ -527,8 +523,8 @@ async def test_followers_believe_a_live_holder_between_sparse_notices(clock):
                 assert held.outcome is LeaseOutcome.LEASE_HELD and held.lease.holder == a
         assert sum(stores["c2"].messenger.sent.values()) == asked
         received = stores["c2"].stats.notices_received
-        # one notice every two leases, every scope in it, against one renewal per half lease
-        assert renewals == 32 and 6 <= received <= 10, received
+        # one notice every three leases, every scope in it, against one renewal per half lease
+        assert renewals == 32 and 6 <= received <= 8, received  # 3 acquisitions + 16 / 3
         # the holder is suspected: the follower no longer takes its word (the last notice's
         # lease has run out) and asks the voters, who still have c1's renewal of D/2 ago
         mesh.set_status("c1", "suspect")
@@ -567,7 +563,7 @@ async def failover_after_crash(mesh: LocalMesh, stores: dict[str, QuorumLeaseSto
         with trio.fail_after(30):
             while not leaders():
                 await trio.sleep(0.05)
-        await trio.sleep(3 * D + 0.3)  # several renewals, and a point inside the notice cycle
+        await trio.sleep(4 * D + 0.3)  # several renewals, and a point inside the notice cycle
         (first,) = leaders()
         fence = coordinators[first].election(SCOPE.scope_id).token.fence_token  # type: ignore[union-attr]
         believed = coordinators[first]._scopes[SCOPE.key].deadline  # the leader's own validity

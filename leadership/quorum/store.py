@@ -74,6 +74,12 @@ MESSAGE_KIND = "quorum"
 """The messenger request kind the voters serve."""
 NOTICE_KIND = "quorum-notice"
 """The messenger request kind every member serves for holders' notices."""
+NOTICE_AT = 0.75
+"""With a belief, a holder tells its followers again once its last notice of a scope is this
+fraction of a belief old (notices cost both sides a stream exchange per member)."""
+AHEAD_AT = 0.5
+"""...and every other scope it leads whose last notice is this fraction old goes along, so a
+follower hears from a holder in one message per period, not one per scope."""
 CAMPAIGN_ATTEMPTS = 3
 """Campaign rounds per ``acquire``: a refusal reporting a promised term at or above ours is
 retried above it at once (the candidate had not heard of that term)."""
@@ -196,7 +202,7 @@ class QuorumLeaseStore:
         ``known_config`` keeps the newest voter configuration learned across restarts.
 
         With ``belief_leases`` (and ``alive``, this node's view of who is alive) a holder tells
-        its followers only every ``belief_leases / 2`` leases that it still holds a scope, and
+        its followers only every ``3/4 belief_leases`` leases that it still holds a scope, and
         they believe it for ``belief_leases`` leases while it stays alive in their view: renewals
         reach the voters alone, and followers hear from a holder a few times less often. A
         follower drops that belief as soon as the holder is suspect or dead in its view, so
@@ -682,20 +688,22 @@ class QuorumLeaseStore:
 
     def _notice_due(self, key: str, term: int) -> bool:
         """Whether a renewal of ``key`` at ``term`` must be told to the followers now: always
-        without a belief, else when the last notice is half a belief old (or of another term)."""
+        without a belief, else when the last notice is three quarters of a belief old (or of
+        another term): a lost notice still leaves the follower a quarter of a belief (a lease at
+        4 leases of belief) to hear the next one before it asks the voters."""
         cand = self._candidate
         if self.belief_leases <= 0 or cand is None:
             return True
         now = self.clock.now()
         last = self._noticed.get(key)
-        half = self._believe(cand.duration) / 2
-        if last is not None and last[0] == term and now - last[1] < half:
+        due = NOTICE_AT * self._believe(cand.duration)
+        if last is not None and last[0] == term and now - last[1] < due:
             return False
         self._noticed[key] = (term, now)
         return True
 
     def _notices_ahead(self) -> tuple[NoticeEntry, ...]:
-        """With a belief, the other scopes this node leads whose last notice is a quarter of
+        """With a belief, the other scopes this node leads whose last notice is half of
         a belief old go along with a notice being sent, so followers hear from a holder in one
         message every so often rather than one per scope."""
         cand = self._candidate
@@ -705,7 +713,7 @@ class QuorumLeaseStore:
         pending = {entry.scope for entry in self._notices}
         out = []
         for key, (term, at) in list(self._noticed.items()):
-            if key in pending or now - at < believe / 4:
+            if key in pending or now - at < AHEAD_AT * believe:
                 continue
             if cand.term(key) != term or not cand.is_leader(key, now):
                 del self._noticed[key]  # no longer led: nothing to say until it is again
