@@ -79,8 +79,8 @@ class MeshMessenger:
 
     def _sender(self, address: Address) -> str:
         """The member at ``address``, or "" (a stream request usually comes from another
-        port than the member's own). The table is rebuilt at most once a second: building it
-        per request cost a voter answering dozens a second about 3% of its CPU."""
+        port than the member's own). The table is rebuilt at most once a second, not a list of
+        every member's view per request served."""
         now = trio.current_time()
         if now - self._names_at >= SENDER_TABLE_AGE:
             self._names = {member.address: member.name for member in self._node.members()}

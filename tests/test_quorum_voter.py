@@ -351,6 +351,30 @@ def deliver(voters: dict[str, LeaseVoter], cand: LeaseCandidate, out, now: float
     return decisions
 
 
+def test_a_voter_that_cannot_store_its_grant_does_not_fail_the_campaign():
+    """Its refusal carries the promised term (the grant stays recorded) but names this holder:
+    not another holder's term, so the two voters with working disks still elect."""
+
+    class Full(MemoryPromises):
+        def save(self, state: PromiseState) -> None:
+            if state.terms:
+                raise OSError(28, "No space left on device")
+            super().save(state)
+
+    full = LeaseVoter("v3", max_duration=D, promises=Full(), now=0.0, config=CONFIG)
+    cand = LeaseCandidate(A, CONFIG, duration=D)
+    out = cand.campaign(["s"], now=0.0)
+    step = cand.on_reply(full.on_request(out.message, 0.0), 0.0)  # the full disk answers first
+    assert step.decisions == () and step.outbound == ()
+    for v in (
+        voter(),
+        LeaseVoter("v2", max_duration=D, promises=MemoryPromises(), now=0.0, config=CONFIG),
+    ):
+        step = cand.on_reply(v.on_request(out.message, 0.1), 0.1)
+    (decision,) = step.decisions
+    assert isinstance(decision, Elected) and decision.term == 1
+
+
 @pytest.mark.parametrize("give_back", [True, False])
 def test_a_voter_freed_by_a_failed_campaign_grants_the_next_candidate(give_back: bool):
     """One voter down, one sitting out after a restart: A's campaign gets one grant and times

@@ -128,7 +128,7 @@ class _Round:
     reports: dict[Holder, tuple[int, int, float]] = attrs.field(factory=dict)
     """Holders refusing voters named: (voters naming it, its term, least remaining)."""
     outbid: bool = False
-    """A voter refused a campaign having promised its term or above already."""
+    """A voter refused a campaign having promised its term or above to another holder."""
 
 
 @attrs.define
@@ -262,7 +262,13 @@ class LeaseCandidate:
                 rnd.min_granted = min(rnd.min_granted, verdict.duration)
             else:
                 rnd.refusals.add(reply.voter)
-                rnd.outbid |= rnd.kind is RoundKind.ACQUIRE and verdict.promised >= rnd.term
+                # (a refusal naming this holder is this round's own grant that the voter could
+                # not store: the others may still make a majority)
+                rnd.outbid |= (
+                    rnd.kind is RoundKind.ACQUIRE
+                    and verdict.promised >= rnd.term
+                    and verdict.holder != self.holder
+                )
                 if verdict.holder is not None and verdict.holder != self.holder:
                     count, term, remaining = rnd.reports.get(verdict.holder, (0, 0, math.inf))
                     rnd.reports[verdict.holder] = (
