@@ -373,6 +373,19 @@ def test_a_voter_that_cannot_store_its_grant_does_not_fail_the_campaign():
         step = cand.on_reply(v.on_request(out.message, 0.1), 0.1)
     (decision,) = step.decisions
     assert isinstance(decision, Elected) and decision.term == 1
+    # a campaign that fails gives its term back to that voter too: it holds the grant it could
+    # not store, which would keep every other candidate out for a lease
+    other = LeaseCandidate(B, CONFIG, duration=D)
+    other.observe_term("s", 1)
+    out = other.campaign(["s"], now=D + 1)
+    other.on_reply(full.on_request(out.message, D + 1), D + 1)
+    step = other.on_reply(reply("v2", B, out.message, False, promised=0), D + 1)
+    assert isinstance(step.decisions[0], Refused)
+    (back,) = step.outbound
+    assert back.targets == {"v1", "v3"} and back.message == ReleaseRequest(B, "s", 2)
+    assert full.holder_of("s", D + 1) == B
+    full.on_release(back.message, D + 1)
+    assert full.holder_of("s", D + 1) is None
 
 
 @pytest.mark.parametrize("give_back", [True, False])

@@ -127,6 +127,8 @@ class _Round:
     min_granted: float = math.inf
     reports: dict[Holder, tuple[int, int, float]] = attrs.field(factory=dict)
     """Holders refusing voters named: (voters naming it, its term, least remaining)."""
+    kept: set[str] = attrs.field(factory=set)
+    """Refusing voters that still recorded this round's grant (their save failed)."""
     outbid: bool = False
     """A voter refused a campaign having promised its term or above to another holder."""
 
@@ -262,6 +264,8 @@ class LeaseCandidate:
                 rnd.min_granted = min(rnd.min_granted, verdict.duration)
             else:
                 rnd.refusals.add(reply.voter)
+                if verdict.holder == self.holder:
+                    rnd.kept.add(reply.voter)
                 # (a refusal naming this holder is this round's own grant that the voter could
                 # not store: the others may still make a majority)
                 rnd.outbid |= (
@@ -356,9 +360,10 @@ class LeaseCandidate:
 
     def _give_back(self, scope: str, st: _ScopeState, rnd: _Round) -> Outbound | None:
         """A failed campaign's term is never used again: release it at every voter that granted
-        it or may still (a voter holds nothing of a term it refused)."""
+        it or may still (a voter holds nothing of a term it refused, unless it refused only
+        because it could not store the grant)."""
         st.released_term = max(st.released_term, rnd.term)
-        targets = rnd.asked - rnd.refusals
+        targets = (rnd.asked - rnd.refusals) | rnd.kept
         if not targets:
             return None
         self.terms_given_back += 1
