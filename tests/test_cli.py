@@ -116,3 +116,22 @@ def test_commands_run_through_main_leave_logging_as_they_found_it(capsys: Captur
     args = ["--nodes", "2", "--scopes", "2", "--seconds", "1", "--victims", "1"]
     assert main(["simulate", "leadership", *args]) == 0
     assert logging.getLogger("leadership").level == before
+
+
+def test_voters_list_says_why_this_node_grants_nothing(
+    capsys: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the answer of GET /control/voters on a voter sitting out (the system test shows a granting
+    # one through a real agent)
+    doc = {
+        "epoch": 1,
+        "voters": ["a", "b", "c"],
+        "local": {"granting": False, "reason": "sitting out the longest lease", "remaining": 14.2},
+    }
+    monkeypatch.setattr("swimmesh.cli.commands.call", lambda *args, **kw: doc)
+    assert main(["mesh", "voters", "list", "--url", "http://127.0.0.1:1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "epoch 1: a, b, c",
+        "this node's voter grants nothing for 14.2 s more: sitting out the longest lease",
+    ]
