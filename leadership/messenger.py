@@ -14,6 +14,9 @@ RequestHandler = Callable[[str, bytes], Awaitable[bytes]]
 """``await handler(sender_node_id, payload) -> reply``; an exception is the requester's
 :class:`MessengerError`."""
 
+ToldHandler = Callable[[str, bytes], None]
+"""``handler(sender_node_id, payload)`` for one-way messages: no reply, nothing to wait for."""
+
 
 class MessengerError(Exception):
     """A request that got no reply: unknown or unreachable peer, timeout, or a handler error."""
@@ -29,4 +32,16 @@ class PeerMessenger(Protocol):
 
     async def request(self, node_id: str, kind: str, payload: bytes, *, timeout: float) -> bytes:
         """Ask ``node_id``; raise :class:`MessengerError` if no reply comes within ``timeout``."""
+        ...
+
+    def serve_told(self, kind: str, handler: ToldHandler) -> None:
+        """Take one-way messages of ``kind`` with ``handler``, told or asked (a request of
+        ``kind`` gets an empty reply once ``handler`` has it: for a sender that must know)."""
+        ...
+
+    async def tell(self, node_id: str, kind: str, payload: bytes, *, timeout: float) -> None:
+        """Send ``node_id`` a one-way message, best effort: it may be lost, and nothing says
+        whether it arrived (a datagram where it fits, which costs neither side a reply); raise
+        :class:`MessengerError` only for a peer it cannot even address, or a send that could
+        not complete within ``timeout``."""
         ...

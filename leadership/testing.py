@@ -14,7 +14,7 @@ from .clock import Clock
 from .config import LeadershipConfig
 from .coordinator import LeadershipCoordinator
 from .memory import InMemoryLeaseStore
-from .messenger import MessengerError, RequestHandler
+from .messenger import MessengerError, RequestHandler, ToldHandler
 from .store import LeaseStore
 from .view import ALIVE, SUSPECT, ViewMember
 
@@ -46,6 +46,7 @@ class LocalMesh:
         self._members: dict[str, ViewMember] = {}
         self._feeds: list[trio.MemorySendChannel[str]] = []
         self._handlers: dict[tuple[str, str], RequestHandler] = {}
+        self._told: dict[tuple[str, str], ToldHandler] = {}
         self.unreachable: set[str] = set()
         """Nodes whose messages are lost both ways (a partition of the messenger)."""
 
@@ -143,6 +144,26 @@ class LocalMessenger(_LocalHandle):
             except Exception as exc:
                 raise MessengerError(f"{node_id} failed {kind!r}: {exc!r}") from exc
         raise MessengerError(f"no reply from {node_id} to {kind!r} within {timeout}s")
+
+    def serve_told(self, kind: str, handler: ToldHandler) -> None:
+        self._mesh._told[(self._node_id, kind)] = handler
+
+        async def asked(sender: str, payload: bytes) -> bytes:
+            handler(sender, payload)
+            return b""
+
+        self.serve(kind, asked)
+
+    async def tell(self, node_id: str, kind: str, payload: bytes, *, timeout: float) -> None:
+        """Delivered at once unless either end is unreachable or the peer is down (then lost,
+        as a datagram would be)."""
+        await trio.lowlevel.checkpoint()
+        mesh = self._mesh
+        handler = mesh._told.get((node_id, kind))
+        lost = {self._node_id, node_id} & mesh.unreachable
+        if handler is None or lost or mesh.status(node_id) not in (ALIVE, SUSPECT):
+            return
+        handler(self._node_id, payload)
 
 
 class CoordinatorGroup:

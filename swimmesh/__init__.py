@@ -9,7 +9,7 @@ from .config import ConfigError, MeshConfig
 from .errors import SwimmeshError
 from .events import MemberEvent, MemberEventKind
 from .member import Address, Member, MemberStatus
-from .protocol import MetadataTooLarge
+from .protocol import MessageTooLarge, MetadataTooLarge
 from .runtime import EventSubscription, JoinError, MeshNode, RequestError
 from .transport import Transport, TransportError
 from .transport.net import NetOptions, NetTransport
@@ -30,6 +30,7 @@ __all__ = [
     "MemberStatus",
     "MeshConfig",
     "MeshNode",
+    "MessageTooLarge",
     "MetadataTooLarge",
     "NetOptions",
     "NetTransport",

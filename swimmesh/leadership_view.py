@@ -3,7 +3,8 @@
 :class:`MeshMembershipView` gives a coordinator a running :class:`MeshNode`'s view: members with
 their statuses and gossip metadata, change notifications from membership events, and publishing
 the node's candidacy (``leadership.*`` keys) into its own gossip metadata. :class:`MeshMessenger`
-carries leadership requests between nodes over the stream channel.
+carries leadership requests between nodes over the stream channel, and one-way messages in a
+datagram where they fit.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 
 import trio
 
-from leadership.messenger import MessengerError, RequestHandler
+from leadership.messenger import MessengerError, RequestHandler, ToldHandler
 from leadership.view import ViewMember
 
 from .member import Address, Member
+from .protocol import MessageTooLarge
 from .runtime import MeshNode, RequestError
 
 KIND_PREFIX = "leadership."
@@ -98,3 +100,29 @@ class MeshMessenger:
             return await self._node.request(node_id, KIND_PREFIX + kind, payload, timeout=timeout)
         except RequestError as exc:
             raise MessengerError(str(exc)) from exc
+
+    def serve_told(self, kind: str, handler: ToldHandler) -> None:
+        """One-way messages arrive as overlay datagrams, or as stream requests (answered
+        empty) when they were too large for one."""
+
+        def datagram(source: Address, payload: bytes) -> None:
+            handler(self._sender(source), payload)
+
+        async def stream(source: Address, payload: bytes) -> bytes:
+            handler(self._sender(source), payload)
+            return b""
+
+        self._node.register_handler(KIND_PREFIX + kind, datagram)
+        self._node.register_request_handler(KIND_PREFIX + kind, stream)
+
+    async def tell(self, node_id: str, kind: str, payload: bytes, *, timeout: float) -> None:
+        """A sealed datagram (no reply, no stream exchange) when it fits in one, else a stream
+        request whose empty reply is dropped."""
+        try:
+            await self._node.send(node_id, KIND_PREFIX + kind, payload)
+            return
+        except MessageTooLarge:
+            pass
+        except RequestError as exc:
+            raise MessengerError(str(exc)) from exc
+        await self.request(node_id, kind, payload, timeout=timeout)

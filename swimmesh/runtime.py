@@ -306,7 +306,8 @@ class MeshNode:
         await self._flush()
 
     async def send(self, member: str, kind: str, payload: bytes) -> None:
-        """Send an overlay datagram to one member (best effort, like UDP)."""
+        """Send an overlay datagram to one member (best effort, like UDP); raises
+        ``MessageTooLarge`` when it would not fit in one datagram."""
         target = self._instance.member(member)
         if target is None:
             raise RequestError(f"unknown member {member!r}")

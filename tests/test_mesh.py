@@ -15,6 +15,7 @@ from swimmesh import (
     MemberStatus,
     MeshConfig,
     MeshNode,
+    MessageTooLarge,
     RequestError,
     codec,
     runtime,
@@ -260,6 +261,9 @@ async def test_overlay_broadcast_datagram_and_request(sim_clock: trio.testing.Mo
         }
         await cluster.nodes["n001"].send("n002", "votes", b"direct")
         await wait_for(lambda: b"direct" in got.get("n002", []), timeout=1)
+        # A datagram that would not fit is refused, not put on the wire oversized.
+        with pytest.raises(MessageTooLarge, match="udp_buffer_size 1400"):
+            await cluster.nodes["n001"].send("n002", "votes", b"x" * 1400)
         assert await cluster.nodes["n003"].request("n004", "echo", b"hi") == b"n004:hi"
         with pytest.raises(RequestError, match="no handler"):
             await cluster.nodes["n003"].request("n004", "nope", b"")

@@ -249,7 +249,7 @@ class QuorumLeaseStore:
             )
             store._known_config = known_config
             messenger.serve(MESSAGE_KIND, store._serve)
-            messenger.serve(NOTICE_KIND, store._on_notice)
+            messenger.serve_told(NOTICE_KIND, store._on_notice)
             if voter is not None and voter.recovering:
                 nursery.start_soon(store._recover, voter)
             try:
@@ -354,7 +354,7 @@ class QuorumLeaseStore:
                         await settled.wait()
                     payload = cbor2.dumps(encode(notice))
                     for peer in self._notice_targets():
-                        nursery.start_soon(self._send_notice, peer, payload)
+                        nursery.start_soon(self._send_release_notice, peer, payload)
         return LeaseResult(LeaseOutcome.RELEASED)
 
     async def get(self, scope: LeadershipScope) -> LeaseResult:
@@ -746,25 +746,35 @@ class QuorumLeaseStore:
         return sorted(set(self._peers()) - {self.messenger.local_id})
 
     async def _send_notice(self, peer: str, payload: bytes) -> None:
+        """One-way: a follower has nothing to answer, and a lost notice costs it at most a
+        question to the voters (see :func:`_notice_due`)."""
+        self.stats.notices_sent += 1
+        try:
+            await self.messenger.tell(peer, NOTICE_KIND, payload, timeout=self.request_timeout)
+        except MessengerError:
+            self.stats.unanswered_requests += 1
+
+    async def _send_release_notice(self, peer: str, payload: bytes) -> None:
+        """A release, asked and answered: the successor's prompt campaign (the handover) hangs
+        on it, so it is not left to a datagram that may be lost."""
         self.stats.notices_sent += 1
         try:
             await self.messenger.request(peer, NOTICE_KIND, payload, timeout=self.request_timeout)
         except MessengerError:
             self.stats.unanswered_requests += 1
 
-    async def _on_notice(self, sender: str, payload: bytes) -> bytes:
+    def _on_notice(self, sender: str, payload: bytes) -> None:
         try:
             notice = decode(cbor2.loads(payload))
         except (QuorumWireError, cbor2.CBORDecodeError, ValueError) as exc:
             self._bad(sender, exc)
-            raise
+            return
         if not isinstance(notice, LeaseNotice):
             self._bad(sender, QuorumWireError("expected a lease notice"))
-            return b""
+            return
         self.stats.notices_received += 1
         for entry in notice.entries:
             self._take_notice(entry)
-        return b""
 
     def _take_notice(self, entry: NoticeEntry) -> None:
         scope = self._scopes.get(entry.scope)

@@ -1,7 +1,7 @@
 """The sans-IO SWIM core: feed it inputs, drain its outputs, tick it at its deadlines."""
 
 from .antientropy import push_pull_scale
-from .instance import MetadataTooLarge, SwimInstance, formed_mesh
+from .instance import MessageTooLarge, MetadataTooLarge, SwimInstance, formed_mesh
 from .outputs import DeliverUser, EmitEvent, Output, SendPacket, StartStream, StreamPurpose
 from .stats import Stats
 from .suspicion import Suspicion, suspicion_bounds, suspicion_timeout
@@ -11,6 +11,7 @@ __all__ = [
     "DeliverUser",
     "EmitEvent",
     "FormedMesh",
+    "MessageTooLarge",
     "MetadataTooLarge",
     "Output",
     "SendPacket",

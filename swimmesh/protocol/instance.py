@@ -92,6 +92,11 @@ class MetadataTooLarge(SwimmeshError, ValueError):
     """Local metadata whose encoded size exceeds ``max_metadata_bytes``."""
 
 
+class MessageTooLarge(SwimmeshError, ValueError):
+    """An overlay datagram that would not fit in ``udp_buffer_size`` with its envelope and the
+    transport's seal (send it over the stream channel instead)."""
+
+
 class SwimInstance:
     """One node's view of the mesh and its SWIM machinery."""
 
@@ -350,7 +355,16 @@ class SwimInstance:
         self._gossip.broadcast_user(kind, payload, key, now)
 
     def send_user(self, address: Address, kind: str, payload: bytes) -> None:
-        self._gossip.send(address, [codec.encode_message(UserMessage(kind, payload))])
+        """One overlay datagram to ``address``; raises :class:`MessageTooLarge` rather than put
+        more than ``udp_buffer_size`` on the wire."""
+        encoded = codec.encode_message(UserMessage(kind, payload))
+        if len(encoded) > self._gossip.budget:
+            raise MessageTooLarge(
+                f"overlay message {kind!r} is {len(encoded)} bytes encoded and a datagram holds "
+                f"{self._gossip.budget} (udp_buffer_size {self.config.udp_buffer_size} less the "
+                "envelope and seal): send it over the stream channel"
+            )
+        self._gossip.send(address, [encoded])
 
     # -- claims ----------------------------------------------------------------------------
 
