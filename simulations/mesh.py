@@ -316,6 +316,7 @@ class Leadership:
                             ),
                             alive=view_alive(node),  # followers believe as in the agent
                             belief_leases=BELIEF_LEASES,
+                            thrifty_renewals=True,  # as in the agent
                         )
                     )
                 coordinator = await stack.enter_async_context(

@@ -85,6 +85,8 @@ class Variant:
     change_gap: bool = True
     views: bool = True
     """Replies carry the voter's configuration."""
+    thrifty: bool = False
+    """Renewals ask a majority (a random voter sometimes reported down) and widen later."""
     rare: bool = False
     """Broken, but random schedules hit it rarely (under 1 in 1000): a scenario test shows it."""
     expect_safe: bool = True
@@ -125,6 +127,17 @@ VARIANTS = {
     for v in [
         Variant("static3", about="3 voters + 1 other candidate, every rule"),
         Variant("static5", voters=5, about="5 voters + 1 other candidate, every rule"),
+        Variant(
+            "thrifty3",
+            thrifty=True,
+            about="static3 with thrifty renewals (a majority asked, widened when late)",
+        ),
+        Variant(
+            "thrifty5",
+            voters=5,
+            thrifty=True,
+            about="static5 with thrifty renewals (a majority asked, widened when late)",
+        ),
         Variant(
             "timer-at-quorum",
             candidate=_TimerAtQuorum,
@@ -311,6 +324,9 @@ class Schedule:
                 self._at(rng.expovariate(self.pause_rate / D), self._random_pause, node.name)
         if self.partition_rate:
             self._at(rng.expovariate(self.partition_rate / D), self._partition)
+        if variant.thrifty:
+            self.stats["thrifty_renewals"] = 0
+            self.stats["widened"] = 0
         if variant.universe:
             self.stats["config_changes"] = 0
             self._at(0.1 * D, self._propose)
@@ -473,7 +489,9 @@ class Schedule:
                 change_gap=None if self.v.change_gap else 0.0,
             )
             config = node.voter.config
-        node.cand = self.v.candidate(holder, config, duration=D, max_drift=self.v.eps)
+        node.cand = self.v.candidate(
+            holder, config, duration=D, max_drift=self.v.eps, thrifty=self.v.thrifty
+        )
         node.backoff = {}
         node.tenure = {}
         self._at(self.rng.uniform(0, 0.1) * D, self._tick, node.name, node.gen)
@@ -572,7 +590,24 @@ class Schedule:
             if kind is None and now >= node.backoff.get(scope, -1.0) and self.rng.random() < 0.6:
                 self._send_out(name, cand.campaign([scope], now))
         if renew:
-            self._send_out(name, cand.renew(renew, now))
+            down: list[str] = []
+            if self.v.thrifty and self.rng.random() < 0.2:
+                down = [self.rng.choice(sorted(cand.config.voters))]
+            out = cand.renew(renew, now, down=down)
+            if out is not None and out.targets != cand.config.voters:
+                self.stats["thrifty_renewals"] += 1
+            self._send_out(name, out)
+        if self.v.thrifty:
+            late = {
+                st.round.round_id
+                for st in cand._scopes.values()
+                if st.round is not None and now - st.round.start > 0.05 * D
+            }
+            if late and self.rng.random() < 0.5:
+                wide = cand.widen(late)
+                if wide is not None:
+                    self.stats["widened"] += 1
+                self._send_out(name, wide)
 
     @staticmethod
     def _round_age(cand: LeaseCandidate, scope: str, now: float) -> float:

@@ -119,6 +119,7 @@ async def open_elections(
                     peers=lambda: [m.name for m in node.alive_members()],
                     alive=view_alive(node),
                     belief_leases=BELIEF_LEASES,
+                    thrifty_renewals=True,
                     offload_saves=offload_saves,
                     recover_if_blank=True,  # a voter whose data directory was lost
                     known_config=KnownConfigFile(Path(data_dir) / VOTERS_FILE)

@@ -16,7 +16,8 @@ from simulations.quorum_schedules import VARIANTS, D, _TermOnlyReplies, run_many
 
 
 @pytest.mark.parametrize(
-    ("variant", "seeds"), [("static3", 300), ("static5", 60), ("reconfig", 40)]
+    ("variant", "seeds"),
+    [("static3", 300), ("static5", 60), ("thrifty3", 150), ("thrifty5", 40), ("reconfig", 40)],
 )
 def test_every_rule_in_place_gives_no_violation(variant, seeds):
     failing, _kinds, results = run_many(variant, range(seeds))
@@ -39,6 +40,11 @@ def test_the_schedules_do_exercise_the_protocol():
         "partitions",
     ):
         assert totals[key] > 0, key
+    thrifty: dict[str, int] = {}
+    for seed in range(20):
+        for key, value in run_schedule("thrifty3", seed).stats.items():
+            thrifty[key] = thrifty.get(key, 0) + value
+    assert thrifty["thrifty_renewals"] > 0 and thrifty["widened"] > 0 and thrifty["renewed"] > 0
 
 
 @pytest.mark.parametrize(

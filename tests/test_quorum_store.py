@@ -111,6 +111,49 @@ async def test_renewals_keep_the_term_and_travel_together(clock):
         }
 
 
+async def test_thrifty_renewals_ask_a_majority_and_widen_when_one_is_silent(clock):
+    mesh = LocalMesh()
+    scopes = [LeadershipScope.shard("orders", str(i)) for i in range(5)]
+    async with AsyncExitStack() as stack:
+        stores = await open_stores(stack, mesh, ["v1", "v2", "v3", "c1"], thrifty_renewals=True)
+        store, holder = stores["c1"], Holder("c1", "boot-1")
+        sent = store.messenger.sent  # type: ignore[attr-defined]
+
+        async def renew_all() -> list[LeaseOutcome]:
+            results: list[LeaseOutcome] = []
+
+            async def renew(scope: LeadershipScope) -> None:
+                results.append((await store.renew(scope, holder, 1, D)).outcome)
+
+            async with trio.open_nursery() as nursery:
+                for scope in scopes:
+                    nursery.start_soon(renew, scope)
+            return results
+
+        for scope in scopes:
+            assert (await store.acquire(scope, holder, D)).outcome is LeaseOutcome.GRANTED
+        await trio.sleep(D / 3)
+        before = collections.Counter(sent)
+        assert await renew_all() == [LeaseOutcome.GRANTED] * 5
+        asked = {v for v in ("v1", "v2", "v3") if sent[v] > before[v]}
+        assert len(asked) == 2 and all(sent[v] - before[v] == 1 for v in asked)
+        # one of the two goes silent: the round asks the third after a short wait, in time
+        silent = sorted(asked)[0]
+        mesh.unreachable.add(silent)
+        await trio.sleep(D / 3)
+        start = trio.current_time()
+        assert await renew_all() == [LeaseOutcome.GRANTED] * 5
+        assert trio.current_time() - start <= store.request_timeout / 2 + 0.01
+        assert store.stats.renewals_widened == 1
+        # and the next renewal leaves the silent voter out from the start
+        await trio.sleep(D / 3)
+        before = collections.Counter(sent)
+        start = trio.current_time()
+        assert await renew_all() == [LeaseOutcome.GRANTED] * 5
+        assert trio.current_time() - start < 0.05 and store.stats.renewals_widened == 1
+        assert sent[silent] == before[silent]
+
+
 async def test_a_renewal_takes_every_scope_led_along_and_the_next_are_answered_at_once(clock):
     mesh = LocalMesh()
     scopes = [LeadershipScope.shard("orders", str(i)) for i in range(6)]

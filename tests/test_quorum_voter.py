@@ -580,3 +580,93 @@ def test_a_blank_voter_of_a_new_mesh_votes_at_once_and_a_stored_one_never_recove
     promises = MemoryPromises()
     voter(promises)  # a first start stores its configuration
     assert not voter(promises, recover_if_blank=True).recovering
+
+
+# ---------------------------------------------------------------- thrifty renewals
+
+
+def elected(cand: LeaseCandidate, voters: dict[str, LeaseVoter], now: float = 0.0) -> None:
+    (decision,) = deliver(voters, cand, cand.campaign(["s"], now), now)
+    assert isinstance(decision, Elected)
+
+
+def three_voters() -> dict[str, LeaseVoter]:
+    return {
+        name: LeaseVoter(name, max_duration=D, promises=MemoryPromises(), now=0.0, config=CONFIG)
+        for name in sorted(CONFIG.voters)
+    }
+
+
+def test_a_thrifty_renewal_asks_a_majority_preferring_its_own_voter_and_the_live():
+    voters = three_voters()
+    cand = LeaseCandidate(Holder("v2", "boot"), CONFIG, duration=D, thrifty=True)
+    elected(cand, voters)
+    out = cand.renew(["s"], 1.0)
+    assert out is not None and len(out.targets) == 2 and "v2" in out.targets  # its own first
+    (decision,) = deliver(voters, cand, out, 1.0)
+    assert isinstance(decision, Renewed)
+    other = next(iter(out.targets - {"v2"}))
+    out = cand.renew(["s"], 2.0, down=[other])
+    assert out is not None and out.targets == CONFIG.voters - {other}
+    # without thrift every voter is asked, as before
+    plain = LeaseCandidate(A, CONFIG, duration=D)
+    elected(plain, three_voters())
+    assert (renewal := plain.renew(["s"], 1.0)) is not None and renewal.targets == CONFIG.voters
+
+
+def test_leaders_spread_their_thrifty_renewals_over_the_voters():
+    asked: dict[str, int] = dict.fromkeys(CONFIG.voters, 0)
+    for i in range(60):
+        cand = LeaseCandidate(Holder(f"node-{i}", "b"), CONFIG, duration=D, thrifty=True)
+        elected(cand, three_voters())
+        out = cand.renew(["s"], 1.0)
+        assert out is not None
+        for name in out.targets:
+            asked[name] += 1
+    assert sum(asked.values()) == 120 and min(asked.values()) >= 25  # each about 40 of 60
+
+
+def test_a_thrifty_renewal_widens_when_a_voter_is_silent_and_then_avoids_it():
+    voters = three_voters()
+    cand = LeaseCandidate(A, CONFIG, duration=D, thrifty=True)
+    elected(cand, voters)
+    out = cand.renew(["s"], 1.0)
+    assert out is not None and isinstance(out.message, LeaseRequest)
+    silent = sorted(out.targets)[0]
+    up = {name: v for name, v in voters.items() if name != silent}
+    assert deliver(up, cand, out, 1.0) == []  # one grant of the two asked: undecided
+    wide = cand.widen({e.round_id for e in out.message.entries})
+    assert wide is not None and wide.targets == CONFIG.voters - out.targets
+    (decision,) = deliver(up, cand, wide, 1.2)
+    assert isinstance(decision, Renewed) and cand.widened == 1
+    assert cand.widen({e.round_id for e in out.message.entries}) is None  # decided: nothing
+    nxt = cand.renew(["s"], 2.0)
+    assert nxt is not None and silent not in nxt.targets  # asked last until it answers
+    (decision,) = deliver(voters, cand, nxt, 2.0)
+    assert isinstance(decision, Renewed)
+    # it answers a campaign or a widened round again: preferred again
+    cand.on_reply(reply(silent, A, nxt.message, True), 2.1)  # type: ignore[arg-type]
+    assert cand.renew(["s"], 3.0).targets == out.targets  # type: ignore[union-attr]
+
+
+def test_a_thrifty_renewal_refused_by_one_voter_asks_the_voter_it_left_out():
+    voters = three_voters()
+    cand = LeaseCandidate(A, CONFIG, duration=D, thrifty=True)
+    elected(cand, voters)
+    out = cand.renew(["s"], 1.0)
+    assert out is not None and isinstance(out.message, LeaseRequest)
+    refusing = sorted(out.targets)[0]
+    voters[refusing] = LeaseVoter(  # restarted without its grants: it sits out
+        refusing,
+        max_duration=D,
+        promises=MemoryPromises(PromiseState(terms={"s": 1}, config=CONFIG)),
+        now=1.0,
+        config=CONFIG,
+    )
+    (decision,) = deliver(voters, cand, out, 1.0)  # the refusal widens to the third at once
+    assert isinstance(decision, Renewed) and decision.term == 1 and cand.widened == 1
+
+
+def test_a_campaign_always_asks_every_voter():
+    cand = LeaseCandidate(A, CONFIG, duration=D, thrifty=True)
+    assert cand.campaign(["s"], 0.0).targets == CONFIG.voters

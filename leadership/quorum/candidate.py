@@ -29,6 +29,15 @@ Theory of operation, per scope:
   voter of three down, two candidates holding one grant each would block each other until both
   grants expired.
 
+* A **thrifty renewal** asks only a majority of the voters (this node's own voter first, then
+  voters in an order drawn from the holder's name, so leaders spread over the voters, skipping
+  those the caller says are down and those that were slow last time): a renewal needs a
+  majority's grants, and asking every voter had each voter answer every leader's every
+  renewal. The round **widens** to every voter at the first refusal, and when the shell says
+  the answers are late (:meth:`widen`). Safety does not depend on whom a round asks, only on
+  the grants it counts; a voter not asked lets its copy of the grant run out, which only means
+  it would grant another candidate that the asked majority still refuses.
+
 Nothing here sleeps or sends: methods take a clock reading and return :class:`Outbound`
 messages and decisions for a shell to act on.
 """
@@ -37,7 +46,8 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable
+import zlib
+from collections.abc import Collection, Iterable
 
 import attrs
 
@@ -153,6 +163,7 @@ class LeaseCandidate:
         *,
         duration: float,
         max_drift: float = 0.05,
+        thrifty: bool = False,
     ) -> None:
         if not 0 <= max_drift < 1:
             raise ValueError(f"max_drift must be in [0, 1), got {max_drift}")
@@ -171,6 +182,13 @@ class LeaseCandidate:
         """Failed campaigns whose term was given back to the voters."""
         self.stray_grants_given_back = 0
         """Grants of a term left behind that landed late and were given back."""
+        self.thrifty = thrifty
+        """Renewals ask a majority of the voters, not all of them."""
+        self._slow: set[str] = set()
+        """Voters that had not answered a thrifty renewal when it widened: not asked first
+        again until they answer a round."""
+        self.widened = 0
+        """Thrifty renewal rounds that had to ask every voter."""
 
     # ---------------------------------------------------------------- queries
 
@@ -220,15 +238,44 @@ class LeaseCandidate:
             entries.append(self._open(scope, st, RoundKind.ACQUIRE, now))
         return self._request(entries)
 
-    def renew(self, scopes: Iterable[str], now: float) -> Outbound | None:
-        """A new round at the same term for each scope that holds an unreleased term."""
+    def renew(
+        self, scopes: Iterable[str], now: float, *, down: Collection[str] = ()
+    ) -> Outbound | None:
+        """A new round at the same term for each scope that holds an unreleased term (thrifty:
+        at a majority of the voters, preferring those not ``down`` in the caller's view)."""
+        targets = self._renewal_targets(down)
         entries = []
         for scope in scopes:
             st = self._scopes.get(scope)
             if st is None or st.term == 0 or st.released_term == st.term:
                 continue
-            entries.append(self._open(scope, st, RoundKind.RENEW, now))
-        return self._request(entries) if entries else None
+            entries.append(self._open(scope, st, RoundKind.RENEW, now, targets))
+        if not entries:
+            return None
+        return Outbound(targets, LeaseRequest(self.holder, self.config.epoch, tuple(entries)))
+
+    def widen(self, round_ids: Collection[int]) -> Outbound | None:
+        """Ask the voters a thrifty renewal left out, for those of ``round_ids`` still
+        undecided (their answers are late); voters asked that had not answered are asked last
+        next time."""
+        entries: list[RoundEntry] = []
+        rest: set[str] = set()
+        for scope, st in self._scopes.items():
+            rnd = st.round
+            if rnd is None or rnd.round_id not in round_ids:
+                continue
+            left_out = self._left_out(rnd)
+            if not left_out:
+                continue
+            self._slow |= rnd.asked - rnd.grants - rnd.refusals
+            rnd.asked |= left_out
+            rest |= left_out
+            entries.append(RoundEntry(scope, rnd.term, rnd.round_id, self.duration))
+        if not entries:
+            return None
+        self.widened += len(entries)
+        request = LeaseRequest(self.holder, self.config.epoch, tuple(entries))
+        return Outbound(frozenset(rest), request)
 
     def on_reply(self, reply: LeaseReply, now: float) -> RoundStep:
         """Count a voter's verdicts; decide the rounds they complete."""
@@ -240,6 +287,9 @@ class LeaseCandidate:
         decisions: list[Decision] = []
         widen: list[RoundEntry] = []
         widen_to: set[str] = set()
+        refused: list[RoundEntry] = []
+        refused_to: set[str] = set()
+        self._slow.discard(reply.voter)
         for verdict in reply.verdicts:
             st = self._scopes.get(verdict.scope)
             if st is None:
@@ -264,6 +314,13 @@ class LeaseCandidate:
                 rnd.min_granted = min(rnd.min_granted, verdict.duration)
             else:
                 rnd.refusals.add(reply.voter)
+                left_out = self._left_out(rnd)
+                if left_out:
+                    # a thrifty renewal refused: the voters it left out may make the majority
+                    rnd.asked |= left_out
+                    refused_to |= left_out
+                    refused.append(RoundEntry(verdict.scope, rnd.term, rnd.round_id, self.duration))
+                    self.widened += 1
                 if verdict.holder == self.holder:
                     rnd.kept.add(reply.voter)
                 # (a refusal naming this holder is this round's own grant that the voter could
@@ -287,6 +344,9 @@ class LeaseCandidate:
         if widen:
             request = LeaseRequest(self.holder, self.config.epoch, tuple(widen))
             outbound.append(Outbound(frozenset(widen_to), request))
+        if refused:
+            request = LeaseRequest(self.holder, self.config.epoch, tuple(refused))
+            outbound.append(Outbound(frozenset(refused_to), request))
         return RoundStep(tuple(decisions), tuple(outbound))
 
     def abandon(self, scope: str) -> Outbound | None:
@@ -339,7 +399,14 @@ class LeaseCandidate:
             st = self._scopes[scope] = _ScopeState()
         return st
 
-    def _open(self, scope: str, st: _ScopeState, kind: RoundKind, now: float) -> RoundEntry:
+    def _open(
+        self,
+        scope: str,
+        st: _ScopeState,
+        kind: RoundKind,
+        now: float,
+        targets: Collection[str] | None = None,
+    ) -> RoundEntry:
         round_id = self._next_round
         self._next_round += 1
         st.round = _Round(
@@ -348,9 +415,38 @@ class LeaseCandidate:
             term=st.term,
             start=now,
             configs=[self.config],
-            asked=set(self.config.voters),
+            asked=set(self.config.voters if targets is None else targets),
         )
         return RoundEntry(scope, st.term, round_id, self.duration)
+
+    def _renewal_targets(self, down: Collection[str]) -> frozenset[str]:
+        """Every voter, or (thrifty) a majority: this node's own voter first, then in an order
+        drawn from the holder's name (leaders spread over the voters), the slow and the down
+        ones last."""
+        voters = self.config.voters
+        if not self.thrifty:
+            return frozenset(voters)
+        me = self.holder.node_id
+        ranked = sorted(
+            voters,
+            key=lambda v: (
+                v in down,
+                v in self._slow,
+                v != me,
+                zlib.crc32(f"{me}/{v}".encode()),
+                v,
+            ),
+        )
+        return frozenset(ranked[: self.config.majority])
+
+    def _left_out(self, rnd: _Round) -> set[str]:
+        """Voters of the round's configurations it has not asked (a thrifty renewal)."""
+        if rnd.kind is not RoundKind.RENEW:
+            return set()
+        out: set[str] = set()
+        for config in rnd.configs:
+            out |= set(config.voters) - rnd.asked
+        return out
 
     def _request(self, entries: list[RoundEntry]) -> Outbound:
         return Outbound(

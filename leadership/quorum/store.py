@@ -113,6 +113,8 @@ class QuorumStats:
     """Scopes put into another scope's renewal round before their own was due."""
     renewals_answered_early: int = 0
     """Renewals answered from a round that renewed the scope ahead moments before."""
+    renewals_widened: int = 0
+    """Thrifty renewals whose majority had not answered in time, so every voter was asked."""
     notices_sent: int = 0
     notices_received: int = 0
     voter_requests_sent: int = 0
@@ -139,8 +141,13 @@ class QuorumLeaseStore:
         offload_saves: bool = False,
         alive: Callable[[str], bool] | None = None,
         belief_leases: float = 0.0,
+        thrifty_renewals: bool = False,
     ) -> None:
         self.messenger = messenger
+        self._alive = alive
+        self.thrifty_renewals = thrifty_renewals
+        """Renewals ask a majority of the voters and widen when answers are late (see
+        :mod:`.candidate`)."""
         self._peers = peers
         self._nursery = nursery
         self.config = config
@@ -193,6 +200,7 @@ class QuorumLeaseStore:
         known_config: KnownConfigFile | None = None,
         alive: Callable[[str], bool] | None = None,
         belief_leases: float = 0.0,
+        thrifty_renewals: bool = False,
     ) -> AsyncIterator[QuorumLeaseStore]:
         """Run a store (and, with ``promises``, this node's voter) until the block ends.
         ``peers`` lists the members to send notices to (none: followers ask the voters);
@@ -246,6 +254,7 @@ class QuorumLeaseStore:
                 offload_saves=offload_saves,
                 alive=alive,
                 belief_leases=belief_leases,
+                thrifty_renewals=thrifty_renewals,
             )
             store._known_config = known_config
             messenger.serve(MESSAGE_KIND, store._serve)
@@ -403,6 +412,7 @@ class QuorumLeaseStore:
                 self.config,
                 duration=min(duration, self.max_duration),
                 max_drift=self.max_drift,
+                thrifty=self.thrifty_renewals,
             )
         return cand
 
@@ -446,8 +456,24 @@ class QuorumLeaseStore:
             if key not in asked and now - self._renewed_at.get(key, -math.inf) >= _freshness(cand)
         ]
         self.stats.renewed_ahead += len(ahead)
-        out = cand.renew([*keys, *ahead], now)
+        alive = self._alive
+        me = self.messenger.local_id
+        down = [v for v in cand.config.voters if alive is not None and v != me and not alive(v)]
+        out = cand.renew([*keys, *ahead], now, down=down)
         if out is not None:
+            self._dispatch(out)
+            if out.targets != cand.config.voters and isinstance(out.message, LeaseRequest):
+                rounds = {entry.round_id for entry in out.message.entries}
+                self._nursery.start_soon(self._widen_later, cand, rounds)
+
+    async def _widen_later(self, cand: LeaseCandidate, rounds: set[int]) -> None:
+        """A thrifty renewal still undecided after a short wait asks every voter."""
+        await trio.sleep(min(self.request_timeout / 2, cand.duration / 10))
+        if cand is not self._candidate:
+            return
+        out = cand.widen(rounds)
+        if out is not None:
+            self.stats.renewals_widened += 1
             self._dispatch(out)
 
     async def _flush_campaigns(self) -> None:
