@@ -84,6 +84,21 @@ async def test_one_holder_at_a_time_and_everyone_can_read_it():
         assert read.lease.holder == a and read.lease.term == 1
 
 
+async def renew_together(
+    store: QuorumLeaseStore, holder: Holder, scopes: list[LeadershipScope]
+) -> list[LeaseOutcome]:
+    """Renew every scope (term 1) at once; the outcomes."""
+    results: list[LeaseOutcome] = []
+
+    async def renew(scope: LeadershipScope) -> None:
+        results.append((await store.renew(scope, holder, 1, D)).outcome)
+
+    async with trio.open_nursery() as nursery:
+        for scope in scopes:
+            nursery.start_soon(renew, scope)
+    return results
+
+
 async def test_renewals_keep_the_term_and_travel_together(clock):
     mesh = LocalMesh()
     scopes = [LeadershipScope.shard("orders", str(i)) for i in range(5)]
@@ -94,15 +109,7 @@ async def test_renewals_keep_the_term_and_travel_together(clock):
             assert (await store.acquire(scope, holder, D)).outcome is LeaseOutcome.GRANTED
         await trio.sleep(D / 3)  # past the freshness of the grants
         sent_before = dict(store.messenger.sent)  # type: ignore[attr-defined]
-        results: list[LeaseOutcome] = []
-
-        async def renew(scope: LeadershipScope) -> None:
-            results.append((await store.renew(scope, holder, 1, D)).outcome)
-
-        async with trio.open_nursery() as nursery:
-            for scope in scopes:
-                nursery.start_soon(renew, scope)
-        assert results == [LeaseOutcome.GRANTED] * 5
+        assert await renew_together(store, holder, scopes) == [LeaseOutcome.GRANTED] * 5
         sent = store.messenger.sent  # type: ignore[attr-defined]
         assert {v: sent[v] - sent_before.get(v, 0) for v in ("v1", "v2", "v3")} == {
             "v1": 1,
@@ -120,15 +127,7 @@ async def test_thrifty_renewals_ask_a_majority_and_widen_when_one_is_silent(cloc
         sent = store.messenger.sent  # type: ignore[attr-defined]
 
         async def renew_all() -> list[LeaseOutcome]:
-            results: list[LeaseOutcome] = []
-
-            async def renew(scope: LeadershipScope) -> None:
-                results.append((await store.renew(scope, holder, 1, D)).outcome)
-
-            async with trio.open_nursery() as nursery:
-                for scope in scopes:
-                    nursery.start_soon(renew, scope)
-            return results
+            return await renew_together(store, holder, scopes)
 
         for scope in scopes:
             assert (await store.acquire(scope, holder, D)).outcome is LeaseOutcome.GRANTED

@@ -26,6 +26,7 @@ from leadership.quorum import (
     VoterConfig,
     VoterConfigError,
 )
+from leadership.quorum.candidate import Outbound
 from leadership.quorum.durable import PromiseFileError
 from leadership.quorum.saving import GroupCommit
 from leadership.quorum.wire import ConfigPrepare
@@ -626,12 +627,19 @@ def test_leaders_spread_their_thrifty_renewals_over_the_voters():
     assert sum(asked.values()) == 120 and min(asked.values()) >= 25  # each about 40 of 60
 
 
-def test_a_thrifty_renewal_widens_when_a_voter_is_silent_and_then_avoids_it():
+def thrifty_leader() -> tuple[dict[str, LeaseVoter], LeaseCandidate, Outbound]:
+    """A's thrifty candidate elected by three voters, and its first renewal (at 1.0)."""
     voters = three_voters()
     cand = LeaseCandidate(A, CONFIG, duration=D, thrifty=True)
     elected(cand, voters)
     out = cand.renew(["s"], 1.0)
     assert out is not None and isinstance(out.message, LeaseRequest)
+    return voters, cand, out
+
+
+def test_a_thrifty_renewal_widens_when_a_voter_is_silent_and_then_avoids_it():
+    voters, cand, out = thrifty_leader()
+    assert isinstance(out.message, LeaseRequest)
     silent = sorted(out.targets)[0]
     up = {name: v for name, v in voters.items() if name != silent}
     assert deliver(up, cand, out, 1.0) == []  # one grant of the two asked: undecided
@@ -650,11 +658,7 @@ def test_a_thrifty_renewal_widens_when_a_voter_is_silent_and_then_avoids_it():
 
 
 def test_a_thrifty_renewal_refused_by_one_voter_asks_the_voter_it_left_out():
-    voters = three_voters()
-    cand = LeaseCandidate(A, CONFIG, duration=D, thrifty=True)
-    elected(cand, voters)
-    out = cand.renew(["s"], 1.0)
-    assert out is not None and isinstance(out.message, LeaseRequest)
+    voters, cand, out = thrifty_leader()
     refusing = sorted(out.targets)[0]
     voters[refusing] = LeaseVoter(  # restarted without its grants: it sits out
         refusing,
