@@ -18,6 +18,7 @@ from leadership import (
     LeaseOutcome,
 )
 from leadership.clock import TrioTime
+from leadership.messenger import MessengerError
 from leadership.quorum import MemoryPromises, VoterConfig
 from leadership.quorum.durable import KnownConfigFile
 from leadership.quorum.followers import MIN_REMAINING
@@ -464,6 +465,47 @@ async def test_a_voter_that_lost_its_data_recovers_terms_and_sits_out_before_vot
                 # the broken variant: a second leader while c1's lease is valid
                 assert taken.outcome is LeaseOutcome.GRANTED
             nursery.cancel_scope.cancel()
+
+
+async def test_a_blank_voter_asks_again_soon_when_the_others_were_not_there_yet(clock):
+    """A voter starts before its node has joined the mesh: its first request for the others'
+    terms fails at once (nobody known yet). It asks again within a fraction of a second, not a
+    second later, so a voter that goes down right after the others have started does not leave
+    it blank (with three voters a blank one needs both others)."""
+
+    class Joining(LocalMessenger):
+        joined = False
+
+        async def request(self, node_id: str, kind: str, payload: bytes, *, timeout: float):
+            if not self.joined:
+                raise MessengerError(f"unknown member {node_id!r}")
+            return await super().request(node_id, kind, payload, timeout=timeout)
+
+    mesh = LocalMesh()
+    async with AsyncExitStack() as stack:
+        await open_stores(stack, mesh, ["v2", "v3"], recover_if_blank=True)
+        mesh.add("v1")
+        messenger = Joining(mesh, "v1")
+        store = await stack.enter_async_context(
+            QuorumLeaseStore.open(
+                messenger,
+                config=VOTERS,
+                clock=TrioTime(),
+                max_duration=D,
+                promises=MemoryPromises(),
+                recover_if_blank=True,
+            )
+        )
+        voter = store.voter
+        assert voter is not None
+        await trio.sleep(0.01)
+        assert voter.recovering
+        messenger.joined = True
+        start = trio.current_time()
+        with trio.fail_after(1.0):
+            while voter.recovering:
+                await trio.sleep(0.01)
+        assert trio.current_time() - start < 0.2
 
 
 async def test_a_candidate_keeps_the_newest_voter_configuration_across_a_restart(clock, tmp_path):

@@ -69,7 +69,11 @@ READ_WINDOW = 0.02
 """Seconds a read waits for others to share its message to the voters."""
 MAX_READS_PER_MESSAGE = 512
 RECOVER_RETRY = 1.0
-"""Seconds between a blank voter's requests for the other voters' promised terms."""
+"""Seconds between a blank voter's requests for the other voters' promised terms..."""
+RECOVER_FIRST_RETRY = 0.05
+"""...after a first retry this soon, doubling: a voter starts before its node has joined the
+mesh, and a voter that is down before a blank one has heard from it leaves it unable to
+vote (with three voters it needs both others)."""
 MESSAGE_KIND = "quorum"
 """The messenger request kind the voters serve."""
 NOTICE_KIND = "quorum-notice"
@@ -904,10 +908,12 @@ class QuorumLeaseStore:
 
     async def _recover(self, voter: LeaseVoter) -> None:
         """Collect the promised terms of a majority of the other voters (a blank start), asking
-        again every second until they answer; a majority that cannot answer is logged."""
+        again soon, then every second, until they answer; a majority that cannot answer is
+        logged."""
         config = voter.config
         others = sorted(config.voters - {voter.name})
         attempts = 0
+        pause = RECOVER_FIRST_RETRY
         while voter.recovering:
             attempts += 1
             answers = await self._ask_terms(config, others)
@@ -932,7 +938,8 @@ class QuorumLeaseStore:
                     else "",
                     extra={"voter": voter.name, "answered": len(accepted)},
                 )
-            await trio.sleep(RECOVER_RETRY)
+            await trio.sleep(pause)
+            pause = min(RECOVER_RETRY, pause * 2)
 
     async def _ask_terms(
         self, config: VoterConfig, targets: list[str]

@@ -78,11 +78,20 @@ def _demo_agents(args: argparse.Namespace) -> int:
             found = seen.pop() if len(seen) == 1 else None
             return found if found is not None and found[0] != not_leader else None
 
+        def granting(name: str) -> bool:
+            doc = call("GET", agents.url(name), "/control/voters", 5) or {}
+            local = doc.get("local") if isinstance(doc, dict) else None
+            return isinstance(local, dict) and local.get("granting") is True
+
         victim, leaver, old_fence = names[-1], names[-2], 0
         if voters:
             took = _wait(lambda: agreed() is not None, 30, "an elected leader")
             print(f"\nvoters {', '.join(voters)} elected a leader in {took * 1000:.0f} ms:\n")
             print(leaders_table(call("GET", urls[0], "/control/leaders", 5)))
+            # A voter that starts blank first learns the others' promised terms (it cannot tell
+            # a new mesh from a lost data directory); killed before that, the leader would
+            # leave one voter of three granting, and nobody could be elected.
+            _wait(lambda: all(granting(v) for v in voters), 30, "every voter granting")
             current = agreed()
             if current is not None:  # the leader is the one to kill
                 victim, old_fence = current
