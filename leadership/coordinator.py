@@ -75,6 +75,9 @@ from .view import MembershipView
 log = logging.getLogger("leadership.coordinator")
 
 CLOCK_NUDGE = 1e-6
+CLOCK_SHORT = 1e-3
+"""A timer that fired more than this short of its lease-clock target is armed again (the
+clock's rate changed); closer than this, the loop steps past by ``CLOCK_NUDGE``."""
 
 
 class NotLeaderError(Exception):
@@ -308,10 +311,16 @@ class LeadershipCoordinator:
                 await state.wake.wait()
             state.sleep = None
             # A skewed clock's round trip through Trio time can land a few ulps short of the
-            # target; step past it, or the loop would spin at one instant. The target is the
-            # state's (a store change may have moved it), never a stale copy.
+            # target; step past it, or the loop would spin at one instant. A clock whose rate
+            # changed after the timer was armed lands far short: wait again on the timer,
+            # mapped at the new rate, rather than step there a microsecond at a time. The
+            # target is the state's (a store change may have moved it), never a stale copy.
             while not state.wake.is_set() and self._now() < state.next_at:
-                await trio.sleep(CLOCK_NUDGE)
+                if state.next_at - self._now() > CLOCK_SHORT:
+                    with self._timers.until(state.next_at) as state.sleep:
+                        await state.wake.wait()
+                    state.sleep = None
+                await trio.sleep(CLOCK_NUDGE)  # progress, whatever the clock's mapping says
             if state.wake.is_set():
                 state.wake = trio.Event()
             state.next_at = await self._evaluate(state)
