@@ -76,8 +76,7 @@ log = logging.getLogger("leadership.coordinator")
 
 CLOCK_NUDGE = 1e-6
 CLOCK_SHORT = 1e-3
-"""A timer that fired more than this short of its lease-clock target is armed again (the
-clock's rate changed); closer than this, the loop steps past by ``CLOCK_NUDGE``."""
+"""A scope timer that fired more than this short of its lease-clock target is armed again."""
 
 
 class NotLeaderError(Exception):
@@ -311,10 +310,8 @@ class LeadershipCoordinator:
                 await state.wake.wait()
             state.sleep = None
             # A skewed clock's round trip through Trio time can land a few ulps short of the
-            # target; step past it, or the loop would spin at one instant. A clock whose rate
-            # changed after the timer was armed lands far short: wait again on the timer,
-            # mapped at the new rate, rather than step there a microsecond at a time. The
-            # target is the state's (a store change may have moved it), never a stale copy.
+            # target (step past it); one whose rate changed since arming lands far short (arm
+            # again at the new rate). The target is the state's, never a stale copy.
             while not state.wake.is_set() and self._now() < state.next_at:
                 if state.next_at - self._now() > CLOCK_SHORT:
                     with self._timers.until(state.next_at) as state.sleep:

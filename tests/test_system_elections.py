@@ -230,10 +230,10 @@ def test_sigterm_hands_over_before_the_old_lease_could_expire(agents: Agents, tm
     if sitting.get("granting") is False:
         assert float(sitting["remaining"]) > 0 or "recovering" in str(sitting["reason"])
     leader, fence = wait_agreed(agents)
-    other = next(n for n in NAMES if n != leader)
-    old = tokens(agents, other)[SCOPE]
+    old = tokens(agents, leader)[SCOPE]
     expires = datetime.fromisoformat(str(old["expiresAt"]).replace("Z", "+00:00")).timestamp()
-    # the old token's expiry, as an observer saw it; renewals move it on, so read it late
+    # the old lease's end as its holder has it, read last (renewals move it on): a follower's
+    # copy moves only with the holder's notices, every few leases
     proc = agents.procs.pop(leader)
     proc.send_signal(signal.SIGTERM)
     successor, new_fence = wait_agreed(agents, not_leader=leader)
